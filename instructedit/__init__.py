@@ -1,0 +1,30 @@
+"""instructedit: edit images with words."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .errors import InstructEditError  # noqa: E402
+from .types import EditRecord, EditRequest, EditResult  # noqa: E402
+
+
+def __getattr__(name: str):
+    # The engine imports torch and diffusers; keep `import instructedit` light until it is needed.
+    if name in {"Editor", "edit"}:
+        from . import engine
+
+        if name == "Editor":
+            return engine.Editor
+        return _edit
+    raise AttributeError(name)
+
+
+def _edit(image, instruction: str | None = None, **kwargs) -> EditResult:
+    """One-off edit: ``instructedit.edit("in.png", "make it red", method="ip2p", seed=0)``."""
+    from .engine import Editor
+
+    options = {k: kwargs.pop(k) for k in ("device", "dtype", "progress") if k in kwargs}
+    return Editor(**options).edit(EditRequest(image=image, instruction=instruction, **kwargs))
+
+
+__all__ = ["EditRecord", "EditRequest", "EditResult", "Editor", "InstructEditError", "__version__", "edit"]

@@ -15,7 +15,8 @@ class EditRequest:
 
     ``image`` is the input (a PIL image or a path). The edit is an ``instruction`` ("make the circle red"),
     and/or a ``source`` and ``target`` caption ("a blue circle" -> "a red circle"). ``mask`` (white = edit)
-    restricts the edit where a method supports it. ``params`` holds method parameters under the field's
+    restricts the edit where a method supports it. ``model`` is a hub id or a local diffusers folder; ``None``
+    takes the method's default model. ``params`` holds method parameters under the field's
     names (``num_inference_steps``, ``guidance_scale``, ``image_guidance_scale``, ``strength`` ...);
     anything omitted takes the method's default.
     """
@@ -25,9 +26,10 @@ class EditRequest:
     source: str | None = None
     target: str | None = None
     mask: Image.Image | str | None = None
-    method: str = "instruct-pix2pix"
+    method: str = "ip2p"
     params: dict[str, Any] = field(default_factory=dict)
     seed: int | None = 0
+    model: str | None = None  # hub id or local diffusers folder; None = the method's default model
 
 
 @dataclass

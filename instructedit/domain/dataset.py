@@ -1,0 +1,182 @@
+"""Dataset folders of the reference domain: generate, write, read.
+
+``generate_dataset(out_dir, split, ...)`` writes ``<out_dir>/<split>/``:
+
+    images/<id>/<id>-input.png, <id>-output1.png, <id>-mask1.png   MagicBrush layout (see magicbrush.py)
+    edit_sessions.json, global_descriptions.json, local_descriptions.json   MagicBrush index files
+    manifest.jsonl   one JSON object per sample (DomainSample.to_manifest, paths relative to the folder)
+    captions.jsonl   text-to-image pairs {"image": "<relative path>.png", "caption": "..."}: for "train"
+                     the source and target images; for "test" only the source images, whose captions
+                     are all held out from training (see samples.caption_split)
+    t2i/metadata.jsonl   the same pairs as {"file_name": "../images/...", "text": "..."} (Hugging Face
+                     imagefolder convention, read by instructedit.training)
+    edit/metadata.jsonl  {"input_image", "edit_prompt", "edited_image", "mask"} per sample (paths relative
+                     to edit/; the column names of diffusers' train_instruct_pix2pix)
+    dataset.json     generator name, version, split, seed, size, counts
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from instructedit.errors import DatasetError, InvalidRequestError
+
+from .magicbrush import turn_file_names, write_index_files
+from .render import render_scene
+from .samples import SPLITS, DomainSample, generate_samples
+
+MANIFEST = "manifest.jsonl"
+CAPTIONS = "captions.jsonl"
+INFO = "dataset.json"
+METADATA = "metadata.jsonl"
+T2I_DIR = "t2i"
+EDIT_DIR = "edit"
+GENERATOR = "instructedit.domain"
+FORMAT_VERSION = 1
+
+
+def write_split(samples: Sequence[DomainSample], split_dir: str | Path) -> list[DomainSample]:
+    """Render and write ``samples`` into ``split_dir`` (created); returns them with their file paths set."""
+    root = Path(split_dir)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    written = []
+    for s in samples:
+        folder = root / "images" / s.id
+        folder.mkdir(exist_ok=True)
+        source_name, target_name, mask_name = turn_file_names(s.id)
+        paths = (folder / source_name, folder / target_name, folder / mask_name)
+        render_scene(s.source_scene, s.size).save(paths[0])
+        render_scene(s.target_scene, s.size).save(paths[1])
+        s.mask_image().save(paths[2])
+        written.append(replace(s, source_path=paths[0], target_path=paths[1], mask_path=paths[2]))
+    with open(root / MANIFEST, "w", encoding="utf-8") as f:
+        for s in written:
+            f.write(json.dumps(s.to_manifest(root), sort_keys=True) + "\n")
+    _write_training_views(written, root)
+    write_index_files(
+        root,
+        (
+            {
+                "img_id": s.id,
+                "instruction": s.instruction,
+                "source_caption": s.source_caption,
+                "target_caption": s.target_caption,
+                "local_description": s.local_description,
+            }
+            for s in written
+        ),
+    )
+    return written
+
+
+def _write_training_views(samples: Sequence[DomainSample], root: Path) -> None:
+    """captions.jsonl, and the Hugging Face imagefolder-style views t2i/ and edit/ (paths relative to them)."""
+    (root / T2I_DIR).mkdir(exist_ok=True)
+    (root / EDIT_DIR).mkdir(exist_ok=True)
+
+    def rel(path: Path | None, base: Path) -> str:
+        assert path is not None
+        return Path(os.path.relpath(path, base)).as_posix()
+
+    with (
+        open(root / CAPTIONS, "w", encoding="utf-8") as captions,
+        open(root / T2I_DIR / METADATA, "w", encoding="utf-8") as t2i,
+        open(root / EDIT_DIR / METADATA, "w", encoding="utf-8") as edit,
+    ):
+        for s in samples:
+            pairs = [(s.source_path, s.source_caption)]
+            if s.split != "test":
+                pairs.append((s.target_path, s.target_caption))
+            for path, text in pairs:
+                captions.write(json.dumps({"image": rel(path, root), "caption": text}) + "\n")
+                t2i.write(json.dumps({"file_name": rel(path, root / T2I_DIR), "text": text}) + "\n")
+            row = {
+                "input_image": rel(s.source_path, root / EDIT_DIR),
+                "edit_prompt": s.instruction,
+                "edited_image": rel(s.target_path, root / EDIT_DIR),
+                "mask": rel(s.mask_path, root / EDIT_DIR),
+            }
+            edit.write(json.dumps(row) + "\n")
+
+
+def generate_dataset(
+    out_dir: str | Path,
+    split: str,
+    num_samples: int,
+    seed: int = 0,
+    size: int = 64,
+    *,
+    heldout_fraction: float = 0.5,
+    edit_types: Sequence[str] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Generate ``num_samples`` samples of ``split`` ("train" or "test") and write them to
+    ``<out_dir>/<split>/`` (layout in the module docstring). Returns that folder.
+
+    ``heldout_fraction``: share of test samples phrased with held-out templates (train uses none).
+    ``edit_types``: restrict to these edit types (default all seven, balanced round-robin).
+    ``overwrite``: replace an existing folder previously written by this generator; any other
+    non-empty folder is refused."""
+    if split not in SPLITS:
+        raise InvalidRequestError(f"unknown split {split!r}; choose 'train' or 'test'")
+    split_dir = Path(out_dir) / split
+    if split_dir.exists() and any(split_dir.iterdir()):
+        if not overwrite:
+            raise DatasetError(f"{split_dir} is not empty; pass overwrite=True or choose another folder")
+        if not _written_by_us(split_dir):
+            raise DatasetError(f"{split_dir} holds files this generator did not write; refusing to delete them")
+        shutil.rmtree(split_dir)
+    samples = generate_samples(split, num_samples, seed, size, heldout_fraction, edit_types)
+    split_dir.mkdir(parents=True, exist_ok=True)
+    write_split(samples, split_dir)
+    info = {
+        "generator": GENERATOR,
+        "format_version": FORMAT_VERSION,
+        "split": split,
+        "seed": seed,
+        "size": size,
+        "num_samples": len(samples),
+        "heldout_fraction": heldout_fraction if split == "test" else 0.0,
+        "edit_types": list(edit_types) if edit_types else None,
+        "num_heldout_phrasings": sum(s.heldout_phrasing for s in samples),
+    }
+    (split_dir / INFO).write_text(json.dumps(info, indent=1, sort_keys=True), encoding="utf-8")
+    return split_dir
+
+
+def _written_by_us(split_dir: Path) -> bool:
+    try:
+        return json.loads((split_dir / INFO).read_text(encoding="utf-8")).get("generator") == GENERATOR
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def load_split(split_dir: str | Path) -> list[DomainSample]:
+    """Read the samples of a folder written by ``generate_dataset`` (the ``<out_dir>/<split>`` folder),
+    with absolute image paths. Raises DatasetError naming the line or sample that is wrong."""
+    root = Path(split_dir)
+    manifest = root / MANIFEST
+    if not manifest.is_file():
+        hint = [p.name for p in root.iterdir() if (p / MANIFEST).is_file()] if root.is_dir() else []
+        where = f"; did you mean {root / hint[0]}?" if hint else "; generate one with generate_dataset()"
+        raise DatasetError(f"{manifest} not found{where}")
+    samples = []
+    with open(manifest, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DatasetError(f"{manifest} line {lineno} is not valid JSON ({exc.msg})") from exc
+            sample = DomainSample.from_manifest(record, root.resolve())
+            for p in (sample.source_path, sample.target_path, sample.mask_path):
+                if p is None or not p.is_file():
+                    raise DatasetError(f"sample {sample.id} (line {lineno}): image {p} not found")
+            samples.append(sample)
+    return samples

@@ -1,0 +1,364 @@
+"""The benchmark report: one self-contained HTML file (tables, trade-off curves, image grids; images embedded as
+base64 PNGs so it can be mailed) and the summary table as Markdown (for a README).
+
+``build_report(results)`` reads one or more results folders (or ``results.jsonl`` files) written by the runner:
+
+* a table per method and setting (mean ± standard deviation, with n), one per turn mode for multi-turn data
+  (all turns, final turn), and one per edit type;
+* trade-off curves as the DiffEdit paper plots them: an edit-success metric (CLIPScore, CLIP-T, the domain
+  oracle, or L1 to the ground truth) against the distance to the input (LPIPS, else L1), one curve per method
+  over its swept parameter, and InstructPix2Pix's CLIP directional similarity against CLIP image similarity;
+* image grids: input | each method (at its middle setting) | ground truth, and each method across its sweep.
+
+Plots use matplotlib (Agg backend); without it the report says so and keeps the tables and grids.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from ..errors import DatasetError
+from .aggregate import (
+    Group,
+    Series,
+    Stat,
+    curve_series,
+    higher_is_better,
+    metric_names,
+    ok_rows,
+    representative_setting,
+    summarize,
+)
+from .results import iter_rows, result_files
+from .runner import RUN_INFO
+
+#: Trade-off plots: (x = distance to the input, y = edit success); the first x present is used for each y.
+X_AXES = ("lpips_input", "l1_input")
+Y_AXES = ("clip_score", "clip_t", "oracle_edit_applied", "clip_dir", "clip_i_target", "dino_target", "l1_target")
+#: Extra fixed pairs (x, y): InstructPix2Pix's consistency vs directional similarity.
+PAIRS = (("clip_i_input", "clip_dir"),)
+MAX_PLOTS = 6
+
+
+@dataclass
+class ReportFiles:
+    html: Path
+    markdown: Path
+
+
+# ------------------------------------------------------------------------------------------------ inputs
+def _load(paths: Sequence[str | Path]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Rows (each with ``_dir``, the folder its relative image paths start from) and the runs' ``run.json``."""
+    rows: dict[str, dict[str, Any]] = {}
+    infos = []
+    for path in map(lambda p: Path(p).expanduser(), paths):
+        if path.is_dir():
+            files = result_files(path)
+            if not files:
+                raise DatasetError(f"'{path}' holds no results.jsonl: pass the --out folder of `instructedit bench`.")
+            folder = path
+        elif path.is_file():
+            files, folder = [path], path.parent
+        else:
+            raise DatasetError(f"results '{path}' does not exist: pass a results folder or a results .jsonl file.")
+        if (folder / RUN_INFO).is_file():
+            try:
+                infos.append(json.loads((folder / RUN_INFO).read_text(encoding="utf-8")))
+            except json.JSONDecodeError:
+                pass
+        for file in files:
+            for row in iter_rows(file):
+                rows.pop(row["key"], None)
+                rows[row["key"]] = {**row, "_dir": str(folder)}
+    if not rows:
+        raise DatasetError("the results hold no rows yet: run `instructedit bench` first.")
+    return list(rows.values()), infos
+
+
+# ------------------------------------------------------------------------------------------------ format
+def _fmt(value: float, digits: int = 4) -> str:
+    if value == 0:
+        return "0"
+    if abs(value) >= 10**5 or abs(value) < 1e-3:
+        return f"{value:.{digits - 1}e}"
+    return f"{value:.{digits}g}"
+
+
+def _cell(stat: Stat | None, rows: int) -> str:
+    if stat is None:
+        return "–"
+    text = f"{_fmt(stat.mean)} ± {_fmt(stat.std, 2)}"
+    return text if stat.n == rows else f"{text} (n={stat.n})"
+
+
+def _header(metric: str) -> str:
+    direction = higher_is_better(metric)
+    return metric + {True: " ↑", False: " ↓", None: ""}[direction]
+
+
+def _table_data(groups: list[Group], by: Sequence[str], metrics: Sequence[str]) -> tuple[list[str], list[list[str]]]:
+    head = [*by, "n", *(_header(m) for m in metrics)]
+    body = []
+    for group in groups:
+        body.append([
+            *("" if group.keys[f] is None else str(group.keys[f]) for f in by),
+            str(len(group.rows)),
+            *(_cell(group.stats.get(m), len(group.rows)) for m in metrics),
+        ])  # fmt: skip
+    return head, body
+
+
+def _html_table(head: list[str], body: list[list[str]]) -> str:
+    cells = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+    lines = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in body)
+    return f'<table><thead><tr>{cells}</tr></thead><tbody>{lines}</tbody></table>'
+
+
+def _markdown_table(head: list[str], body: list[list[str]]) -> str:
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+    return "\n".join([line(head), "|" + "|".join("---" for _ in head) + "|", *(line(r) for r in body)])
+
+
+# ------------------------------------------------------------------------------------------------ images
+def _image_path(row: dict[str, Any], field: str) -> Path | None:
+    value = row.get(field)
+    if not value:
+        return None
+    path = Path(value)
+    return path if path.is_absolute() else Path(row["_dir"]) / path
+
+
+def _png_data(image: Image.Image) -> str:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", optimize=True)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _thumbnail(path: Path | None, size: int) -> str:
+    if path is None:
+        return '<div class="missing">—</div>'
+    try:
+        with Image.open(path) as image:
+            image = image.convert("RGB") if image.mode not in ("RGB", "L") else image.copy()
+    except (OSError, ValueError):
+        return f'<div class="missing">missing<br>{html.escape(path.name)}</div>'
+    image.thumbnail((size, size), Image.Resampling.LANCZOS)
+    return f'<img src="{_png_data(image)}" alt="{html.escape(path.name)}">'
+
+
+def _pick_samples(rows: list[dict[str, Any]], count: int) -> list[str]:
+    """Up to ``count`` sample ids, taking edit types in turn so every type shows."""
+    by_type: dict[Any, list[str]] = {}
+    for row in rows:
+        ids = by_type.setdefault(row.get("edit_type"), [])
+        if row["sample_id"] not in ids:
+            ids.append(row["sample_id"])
+    picked: list[str] = []
+    while len(picked) < count and any(by_type.values()):
+        for ids in by_type.values():
+            if ids and len(picked) < count:
+                picked.append(ids.pop(0))
+    return picked
+
+
+def _grid(rows: list[dict[str, Any]], methods: list[str], count: int, size: int) -> str:
+    settings = {m: representative_setting(rows, m) for m in methods}
+    has_target = any(r.get("target_image") for r in rows)
+    head = ["input", *(f"{m}<br><small>{html.escape(str(settings[m]))}</small>" for m in methods)]
+    head += ["ground truth"] if has_target else []
+    lines = []
+    for sample_id in _pick_samples(rows, count):
+        mine = [r for r in rows if r["sample_id"] == sample_id]
+        first = mine[0]
+        text = first.get("instruction") or first.get("target_caption") or ""
+        cells = [_thumbnail(_image_path(first, "source_image"), size)]
+        for method in methods:
+            match = [r for r in mine if r["method"] == method and r.get("setting") == settings[method]]
+            cells.append(_thumbnail(_image_path(match[0], "output_image"), size) if match else "")
+        if has_target:
+            cells.append(_thumbnail(_image_path(first, "target_image"), size))
+        caption = f"<b>{html.escape(sample_id)}</b> {html.escape(str(first.get('edit_type') or ''))}<br>"
+        caption += f"<small>{html.escape(text)}</small>"
+        lines.append(f'<tr><td class="label">{caption}</td>' + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    header = '<tr><th></th>' + "".join(f"<th>{h}</th>" for h in head) + "</tr>"
+    return f'<table class="grid">{header}{"".join(lines)}</table>'
+
+
+def _sweep_strips(rows: list[dict[str, Any]], methods: list[str], size: int) -> str:
+    picked = _pick_samples(rows, 1)
+    if not picked:
+        return ""
+    mine = [r for r in rows if r["sample_id"] == picked[0]]
+    parts = []
+    for method in methods:
+        groups = summarize([r for r in mine if r["method"] == method], ["setting"], [])
+        if len(groups) < 2:
+            continue
+        cells = "".join(
+            f"<td>{_thumbnail(_image_path(g.rows[0], 'output_image'), size)}<br>"
+            f"<small>{html.escape(str(g.keys['setting']))}</small></td>"
+            for g in groups
+        )
+        parts.append(f'<tr><td class="label"><b>{html.escape(method)}</b></td>{cells}</tr>')
+    if not parts:
+        return ""
+    return (f"<h3>Sweeps on sample {html.escape(picked[0])}</h3>"
+            f'<table class="grid">{"".join(parts)}</table>')  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------------ plots
+def _plot_pairs(metrics: Sequence[str]) -> list[tuple[str, str]]:
+    present = set(metrics)
+    pairs = []
+    x = next((m for m in X_AXES if m in present), None)
+    if x is not None:
+        pairs += [(x, y) for y in Y_AXES if y in present]
+    pairs += [(a, b) for a, b in PAIRS if a in present and b in present]
+    return list(dict.fromkeys(pairs))[:MAX_PLOTS]
+
+
+def _plot(series: list[Series], x: str, y: str) -> str | None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        return None
+    figure = Figure(figsize=(5.2, 3.9), dpi=110)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    for line in series:
+        xs = [p.x.mean for p in line.points]
+        ys = [p.y.mean for p in line.points]
+        order = sorted(range(len(xs)), key=lambda i: (str(type(line.points[i].value)), line.points[i].value)
+                       if line.points[i].value is not None else ("", 0))  # fmt: skip
+        xs, ys = [xs[i] for i in order], [ys[i] for i in order]
+        axes.plot(xs, ys, marker="o", label=line.label)
+        if line.parameter:
+            for i in order:
+                axes.annotate(f"{line.points[i].value}", (line.points[i].x.mean, line.points[i].y.mean),
+                              textcoords="offset points", xytext=(3, 3), fontsize=7)  # fmt: skip
+    axes.set_xlabel(_header(x))
+    axes.set_ylabel(_header(y))
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8)
+    parameters = sorted({s.parameter for s in series if s.parameter})
+    axes.set_title(f"{y} vs {x}" + (f" over {', '.join(parameters)}" if parameters else ""), fontsize=9)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+# ------------------------------------------------------------------------------------------------ report
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:24px;color:#222}
+table{border-collapse:collapse;margin:8px 0 20px;font-size:13px}
+th,td{border:1px solid #ccc;padding:3px 7px;text-align:right;vertical-align:top}
+th{background:#f3f3f3} td:first-child,th:first-child{text-align:left}
+table.grid td{text-align:center} td.label{text-align:left;max-width:220px}
+.missing{color:#999;font-size:11px} .plots img{margin:6px;border:1px solid #ddd}
+.note{color:#666;font-size:13px}
+"""
+
+
+def build_report(
+    results: str | Path | Sequence[str | Path],
+    out: str | Path | None = None,
+    *,
+    markdown: str | Path | None = None,
+    title: str = "instructedit benchmark",
+    samples: int = 8,
+    thumbnail: int = 160,
+) -> ReportFiles:
+    """Write the HTML report and the Markdown summary of ``results`` (folders or ``.jsonl`` files).
+
+    Defaults: ``report.html`` and ``summary.md`` in the (first) results folder. ``samples``: rows of the image
+    grid; ``thumbnail``: longest side of the embedded images, in pixels.
+    """
+    paths = [results] if isinstance(results, str | Path) else list(results)
+    if not paths:
+        raise DatasetError("no results given: pass a results folder.")
+    rows, infos = _load(paths)
+    first = Path(paths[0]).expanduser()
+    folder = first if first.is_dir() else first.parent
+    html_path = Path(out).expanduser() if out is not None else folder / "report.html"
+    md_path = Path(markdown).expanduser() if markdown is not None else html_path.with_name("summary.md")
+    good = ok_rows(rows)
+    metrics = metric_names(good)
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    sections: list[str] = []
+    md: list[str] = [f"# {title}", ""]
+
+    datasets = sorted({str(r.get("dataset")) for r in rows})
+    status = summarize(rows, ["method", "status"], [])
+    counts = ", ".join(f"{g.keys['method']}: {len(g.rows)} {g.keys['status']}" for g in status)
+    intro = f"Dataset: {', '.join(datasets)}. Rows: {len(rows)} ({counts})."
+    sections.append(f'<p class="note">{html.escape(intro)}</p>')
+    md += [intro, ""]
+
+    by = ["method", "setting"]
+    head, body = _table_data(summarize(good, by, metrics), by, metrics)
+    sections.append("<h2>Per method</h2>" + _html_table(head, body))
+    md += ["## Per method (mean ± std)", "", _markdown_table(head, body), ""]
+    if any((r.get("num_turns") or 1) > 1 for r in good):
+        final = [r for r in good if r.get("final_turn")]
+        head_f, body_f = _table_data(summarize(final, by, metrics), by, metrics)
+        sections.append("<h2>Final turn only (multi-turn sessions)</h2>" + _html_table(head_f, body_f))
+        md += ["## Final turn only", "", _markdown_table(head_f, body_f), ""]
+    if any(r.get("edit_type") for r in good):
+        by_type = ["edit_type", "method", "setting"]
+        head_t, body_t = _table_data(summarize(good, by_type, metrics), by_type, metrics)
+        sections.append("<h2>Per edit type</h2>" + _html_table(head_t, body_t))
+
+    plots = []
+    for x, y in _plot_pairs(metrics):
+        series = curve_series(good, x, y)
+        if series:
+            data = _plot(series, x, y)
+            if data is None:
+                plots.append('<p class="note">Install matplotlib to draw the trade-off curves.</p>')
+                break
+            plots.append(f'<img src="{data}" alt="{html.escape(y)} vs {html.escape(x)}">')
+    if plots:
+        sections.append('<h2>Trade-off curves</h2><div class="plots">' + "".join(plots) + "</div>")
+
+    if good:
+        grid_methods = [m for m in methods if any(r["method"] == m for r in good)]
+        sections.append("<h2>Examples</h2>" + _grid(good, grid_methods, samples, thumbnail))
+        sections.append(_sweep_strips(good, grid_methods, thumbnail))
+
+    errors = [r for r in rows if r.get("status") == "error"]
+    if errors:
+        items = "".join(
+            f"<li>{html.escape(str(r.get('method')))} / {html.escape(str(r.get('sample_id')))}: "
+            f"{html.escape(str(r.get('error')))}</li>"
+            for r in errors[:50]
+        )
+        sections.append(f"<h2>Errors ({len(errors)})</h2><ul>{items}</ul>")
+    if infos:
+        config = json.dumps([i.get("config") for i in infos], indent=1, default=str)
+        sections.append(f"<h2>Configuration</h2><pre>{html.escape(config)}</pre>")
+
+    page = (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>{''.join(sections)}</body></html>"
+    )
+    html_path.parent.mkdir(parents=True, exist_ok=True)
+    html_path.write_text(page, encoding="utf-8")
+    md_path.parent.mkdir(parents=True, exist_ok=True)
+    md_path.write_text("\n".join(md), encoding="utf-8")
+    return ReportFiles(html=html_path, markdown=md_path)

@@ -1,0 +1,478 @@
+"""The benchmark runner: methods x samples x parameter settings x seeds, one result row per output.
+
+``run_benchmark(dataset, config, out_dir)`` plans every job, skips those already in the results folder, and
+runs the rest in dataset order (all settings of a sample before the next sample). For each job it edits the
+sample's input with the engine, saves the output PNG (the edit record embedded in its text chunks), computes
+the configured metrics and appends one JSON row (flushed and fsynced) to ``results.jsonl``. A crash or Ctrl-C
+loses at most the job in flight; rerunning the same command resumes. Rows:
+
+* ``key`` (a hash of sample, method, model, requested parameters, seed, mask use and turn mode), ``status``
+  (``ok``, ``error`` for a typed per-sample failure, ``skipped`` when the sample lacks a text the method needs),
+* the sample (``sample_id``, ``dataset``, ``edit_type``, ``session_id``, ``turn``, ``num_turns``, texts),
+* ``method``, ``model``, ``seed``, ``params`` (requested), ``swept`` (the swept ones) and ``setting`` (a label),
+* ``record`` (the engine's :class:`~instructedit.types.EditRecord`: resolved parameters, timings, UNet calls),
+* ``metrics`` (see :mod:`instructedit.evaluation.scoring`), and image paths (``output_image``,
+  ``produced_mask``, ``source_image``, ``target_image``, ``mask_image``), relative to the results folder
+  unless absolute.
+
+Sweeps: a swept parameter applies only to the methods that have a parameter of that name (``strength`` is
+SDEdit's and DDIM encode-decode's; DiffEdit's is ``inpaint_strength``, InstructPix2Pix's knob is
+``image_guidance_scale``); every other method runs once with its default. Fixed ``params`` follow the same rule.
+A name no selected method has is an error (a typo would otherwise silently sweep nothing).
+
+Multi-turn datasets (MagicBrush): ``multi_turn="independent"`` edits every turn from its ground-truth input;
+``"iterative"`` feeds turn k the method's own output of turn k - 1 (same method, settings and seed).
+
+Sharding: under ``accelerate launch`` (or with ``shard=(i, n)``) process i takes every n-th job group (a job,
+or a whole session in iterative mode) and writes ``results.shard-<i>-of-<n>.jsonl``; the main process merges
+the shards into ``results.jsonl`` at the end (or run :func:`~instructedit.evaluation.results.merge_results`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from ..errors import DatasetError, InstructEditError, InvalidRequestError
+from ..types import EditRequest
+from .datasets import EditDataset, EditSample, LoadedSample
+from .results import PARQUET, RESULTS, ResultsWriter, merge_results, read_rows, result_files, shard_name
+from .results import write_parquet as _write_parquet
+from .scoring import Scorer, ScoringInput
+from .sweep import Sweep, check_sweeps, method_grid, unknown_parameters
+
+RUN_INFO = "run.json"
+MULTI_TURN_MODES = ("independent", "iterative")
+
+
+@dataclass
+class BenchmarkConfig:
+    """What to run. ``methods``: names (or method objects with ``name``, ``needs``, ``defaults``).
+
+    ``params``: fixed parameters, given to the methods that have them. ``models``: weights per method name,
+    per model kind (``t2i``/``ip2p``) or for all (``*``); unset = the engine's default for the method.
+    ``metrics``/``metric_models``: see :class:`~instructedit.evaluation.scoring.Scorer`. ``use_masks``: give
+    the dataset's edit mask to methods that accept one (default: mask-free editing).
+    """
+
+    methods: Sequence[Any]
+    sweeps: Sequence[Sweep] = ()
+    params: Mapping[str, Any] = field(default_factory=dict)
+    models: Mapping[str, str] = field(default_factory=dict)
+    metrics: str | Sequence[str] = "default"
+    metric_models: Mapping[str, str] = field(default_factory=dict)
+    seeds: Sequence[int] = (0,)
+    use_masks: bool = False
+    multi_turn: str = "independent"
+    save_images: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "methods": [_method_name(m) for m in self.methods],
+            "sweeps": {s.name: list(s.values) for s in self.sweeps},
+            "params": dict(self.params),
+            "models": dict(self.models),
+            "metrics": self.metrics if isinstance(self.metrics, str) else list(self.metrics),
+            "metric_models": dict(self.metric_models),
+            "seeds": list(self.seeds),
+            "use_masks": self.use_masks,
+            "multi_turn": self.multi_turn,
+        }
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """What the runner needs to know of a method."""
+
+    name: str
+    needs: frozenset[str]
+    parameters: frozenset[str]
+    accepts_mask: bool = True
+    model_kind: str | None = None
+
+
+def _method_name(method: Any) -> str:
+    return method if isinstance(method, str) else method.name
+
+
+def resolve_method(method: Any) -> MethodSpec:
+    """A method name (looked up in :mod:`instructedit.methods`) or object -> its :class:`MethodSpec`."""
+    if isinstance(method, str):
+        from .. import engine  # noqa: F401  (importing instructedit.methods first hits a circular import)
+        from ..methods import get_method
+
+        method = get_method(method)
+    return MethodSpec(
+        name=method.name,
+        needs=frozenset(method.needs),
+        parameters=frozenset(method.defaults),
+        accepts_mask=bool(getattr(method, "accepts_mask", True)),
+        model_kind=getattr(method, "model_kind", None),
+    )
+
+
+@dataclass(frozen=True)
+class Job:
+    """One output to produce. ``group``: the sharding unit; ``previous``: key of the turn before (iterative)."""
+
+    key: str
+    group: int
+    sample: EditSample
+    method: MethodSpec
+    params: dict[str, Any]
+    swept: dict[str, Any]
+    seed: int
+    model: str | None
+    use_mask: bool
+    multi_turn: str
+    previous: str | None = None
+    skip_reason: str | None = None
+
+    @property
+    def setting(self) -> str:
+        """A label of the swept values, e.g. ``strength=0.5``; ``default`` when nothing is swept."""
+        return ",".join(f"{k}={v}" for k, v in self.swept.items()) or "default"
+
+
+def _canonical(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return value
+    return float(value)  # 5 and 5.0 are the same setting
+
+
+def job_key(sample_id: str, method: str, model: str | None, params: Mapping[str, Any], seed: int,
+            use_mask: bool, multi_turn: str) -> str:  # fmt: skip
+    """The stable identity of a job: 16 hex digits of a SHA-256 over its defining fields."""
+    payload = {
+        "sample": sample_id,
+        "method": method,
+        "model": model,
+        "params": {k: _canonical(v) for k, v in sorted(params.items())},
+        "seed": seed,
+        "mask": use_mask,
+        "turns": multi_turn,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+_TEXT_OF_NEED = {"instruction": "instruction", "source": "source_caption", "target": "target_caption"}
+
+
+def _model_for(spec: MethodSpec, models: Mapping[str, str]) -> str | None:
+    for key in (spec.name, spec.model_kind, "*"):
+        if key and key in models:
+            return models[key]
+    return None
+
+
+def plan_jobs(dataset: EditDataset, config: BenchmarkConfig) -> list[Job]:
+    """Every job of ``config`` on ``dataset``, in run order (sample-major; sessions in turn order)."""
+    if not config.methods:
+        raise InvalidRequestError("no methods given: pass at least one, e.g. --methods sdedit,ip2p.")
+    if config.multi_turn not in MULTI_TURN_MODES:
+        modes = ", ".join(MULTI_TURN_MODES)
+        raise InvalidRequestError(f"multi_turn must be one of {modes}, got '{config.multi_turn}'.")
+    if not config.seeds:
+        raise InvalidRequestError("no seeds given: pass at least one seed.")
+    specs = [resolve_method(m) for m in config.methods]
+    names = [s.name for s in specs]
+    if len(set(names)) != len(names):
+        raise InvalidRequestError(f"method listed twice in {', '.join(names)}.")
+    check_sweeps(config.sweeps)
+    parameters = {s.name: s.parameters for s in specs}
+    unknown = unknown_parameters([s.name for s in config.sweeps] + list(config.params), parameters)
+    if unknown:
+        known = ", ".join(f"{n}: {', '.join(sorted(p))}" for n, p in parameters.items())
+        raise InvalidRequestError(f"no selected method has parameter(s) {', '.join(unknown)} ({known}).")
+    iterative = config.multi_turn == "iterative"
+    jobs: list[Job] = []
+    groups: dict[tuple, int] = {}
+    previous: dict[tuple, str] = {}
+    for sample in dataset:
+        for spec in specs:
+            fixed = {k: v for k, v in config.params.items() if k in spec.parameters}
+            missing = [_TEXT_OF_NEED[n] for n in sorted(spec.needs) if not getattr(sample, _TEXT_OF_NEED[n], None)]
+            for swept in method_grid(spec.parameters, config.sweeps):
+                params = {**fixed, **swept}
+                for seed in config.seeds:
+                    model = _model_for(spec, config.models)
+                    use_mask = config.use_masks and spec.accepts_mask and sample.mask is not None
+                    key = job_key(sample.id, spec.name, model, params, seed, use_mask,
+                                  config.multi_turn if iterative and sample.num_turns > 1 else "independent")
+                    chain = (sample.session_id or sample.id, spec.name, model, json.dumps(params, sort_keys=True), seed)
+                    unit = chain if iterative else (key,)
+                    group = groups.setdefault(unit, len(groups))
+                    prior = previous.get(chain) if iterative and sample.turn > 1 else None
+                    previous[chain] = key
+                    jobs.append(Job(
+                        key=key, group=group, sample=sample, method=spec, params=params, swept=dict(swept),
+                        seed=seed, model=model, use_mask=use_mask, multi_turn=config.multi_turn, previous=prior,
+                        skip_reason=f"{spec.name} needs a {', '.join(missing)} the sample lacks" if missing else None,
+                    ))  # fmt: skip
+    return jobs
+
+
+@dataclass
+class BenchmarkSummary:
+    """What a run did. ``planned``: jobs of this process; ``already_done``: skipped as finished earlier."""
+
+    out_dir: Path
+    results: Path
+    planned: int
+    already_done: int
+    ran: int
+    ok: int
+    errors: int
+    skipped: int
+    parquet: Path | None = None
+
+
+def detect_shard() -> tuple[int, int, Any]:
+    """``(index, count, state)`` of this process: accelerate's PartialState when launched with several
+    processes (``accelerate launch``/``torchrun``), else ``(0, 1, None)``."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        from accelerate import PartialState
+
+        state = PartialState()
+        return state.process_index, state.num_processes, state
+    return 0, 1, None
+
+
+def _safe(text: str, limit: int = 80) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._")[:limit] or "sample"
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class _Run:
+    """One process's share of a benchmark run."""
+
+    def __init__(self, out_dir: Path, config: BenchmarkConfig, editor: Any, scorer: Scorer, on_error: str,
+                 shard: tuple[int, int], rows: dict[str, dict[str, Any]]) -> None:  # fmt: skip
+        self.out, self.config, self.editor, self.scorer = out_dir, config, editor, scorer
+        self.on_error, self.shard, self.rows = on_error, shard, rows
+        self._cached: LoadedSample | None = None
+
+    def _load(self, sample: EditSample) -> LoadedSample:
+        if self._cached is None or self._cached.sample is not sample:
+            self._cached = sample.load()
+        return self._cached
+
+    def _reference_path(self, sample: EditSample, which: str, image: Image.Image | None) -> str | None:
+        """Where the report finds the sample's image: its own file, or a copy saved under ``refs/``."""
+        if image is None:
+            return None
+        ref = getattr(sample, which if which != "source" else "source")
+        if ref is not None and ref.path is not None and ref.convert is None and which != "mask":
+            return str(Path(ref.path).resolve())
+        relative = Path("refs") / _safe(sample.id) / f"{which}.png"
+        if not (self.out / relative).is_file():
+            _save(image, self.out / relative)
+        return relative.as_posix()
+
+    def row_base(self, job: Job) -> dict[str, Any]:
+        sample = job.sample
+        return {
+            "key": job.key, "dataset": sample.dataset, "sample_id": sample.id, "edit_type": sample.edit_type,
+            "session_id": sample.session_id, "turn": sample.turn, "num_turns": sample.num_turns,
+            "final_turn": sample.is_final_turn, "method": job.method.name, "model": job.model, "seed": job.seed,
+            "params": job.params, "swept": job.swept, "setting": job.setting, "use_mask": job.use_mask,
+            "multi_turn": job.multi_turn, "instruction": sample.instruction,
+            "source_caption": sample.source_caption, "target_caption": sample.target_caption,
+            "shard": self.shard[0], "finished_at": None,
+        }  # fmt: skip
+
+    def run(self, job: Job) -> dict[str, Any]:
+        row = self.row_base(job)
+        try:
+            row.update(self._run(job))
+        except InstructEditError as exc:
+            if self.on_error == "raise":
+                raise
+            row.update(status="error", error=f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+        row["finished_at"] = _now()
+        return row
+
+    def _run(self, job: Job) -> dict[str, Any]:
+        if job.skip_reason:
+            return {"status": "skipped", "reason": job.skip_reason}
+        sample = job.sample
+        loaded = self._load(sample)
+        source, source_path = loaded.source, self._reference_path(sample, "source", loaded.source)
+        if job.previous is not None:
+            prior = self.rows.get(job.previous)
+            if prior is None or prior.get("status") != "ok" or not prior.get("output_image"):
+                return {"status": "skipped", "reason": "the previous turn has no output"}
+            source_path = prior["output_image"]
+            source = _open_rgb(self.out / source_path)
+            if source.size != loaded.source.size:
+                source = source.resize(loaded.source.size, Image.Resampling.BICUBIC)
+        request = EditRequest(
+            image=source, instruction=sample.instruction, source=sample.source_caption,
+            target=sample.target_caption, mask=loaded.mask if job.use_mask else None, method=job.method.name,
+            params=dict(job.params), seed=job.seed, model=job.model,
+        )  # fmt: skip
+        start = time.perf_counter()
+        result = self.editor.edit(request)
+        elapsed = time.perf_counter() - start
+        stem = Path("images") / _safe(job.method.name) / f"{_safe(sample.id)}-{job.key[:12]}"
+        record = result.record.to_dict() if hasattr(result.record, "to_dict") else dict(result.record)
+        out: dict[str, Any] = {"status": "ok", "record": record, "wall_time_s": round(elapsed, 4)}
+        out["model"] = record.get("model", job.model)
+        if self.config.save_images:
+            _save(result.image, self.out / f"{stem}.png", {"instructedit": json.dumps(record, sort_keys=True),
+                                                         "instructedit.sample": sample.id})  # fmt: skip
+            out["output_image"] = f"{stem.as_posix()}.png"
+            if result.mask is not None:
+                _save(result.mask, self.out / f"{stem}-mask.png")
+                out["produced_mask"] = f"{stem.as_posix()}-mask.png"
+        out["source_image"] = source_path
+        out["target_image"] = self._reference_path(sample, "target", loaded.target)
+        out["mask_image"] = self._reference_path(sample, "mask", loaded.mask)
+        scores, failures = self.scorer.score_row(ScoringInput(
+            output=result.image, source=source, target=loaded.target, mask=loaded.mask, produced_mask=result.mask,
+            instruction=sample.instruction, source_caption=sample.source_caption,
+            target_caption=sample.target_caption, sample=sample,
+        ))  # fmt: skip
+        out["metrics"] = scores
+        if failures:
+            out["metric_errors"] = failures
+        return out
+
+
+def _open_rgb(path: Path) -> Image.Image:
+    with Image.open(path) as image:
+        return image.convert("RGB")
+
+
+def _save(image: Image.Image, path: Path, metadata: dict[str, str] | None = None) -> None:
+    from ..io import save_image
+
+    save_image(image, path, metadata=metadata)
+
+
+def _write_run_info(out_dir: Path, dataset: EditDataset, config: BenchmarkConfig, jobs: int, shards: int) -> None:
+    from .. import __version__
+
+    info = {
+        "version": __version__,
+        "started_at": _now(),
+        "dataset": {"name": dataset.name, "kind": dataset.kind, "root": dataset.root, "samples": len(dataset)},
+        "config": config.to_dict(),
+        "jobs": jobs,
+        "shards": shards,
+    }
+    (out_dir / RUN_INFO).write_text(json.dumps(info, indent=1, sort_keys=True, default=str), encoding="utf-8")
+
+
+def run_benchmark(
+    dataset: EditDataset,
+    config: BenchmarkConfig,
+    out_dir: str | Path,
+    *,
+    editor: Any = None,
+    device: str | None = None,
+    dtype: str | None = None,
+    retry_errors: bool = False,
+    on_error: str = "record",
+    progress: bool = True,
+    shard: tuple[int, int] | None = None,
+    parquet: bool = True,
+) -> BenchmarkSummary:
+    """Run ``config`` on ``dataset``, writing results, images and ``run.json`` into ``out_dir``.
+
+    ``editor``: anything with ``edit(EditRequest) -> EditResult`` (default: a new
+    :class:`~instructedit.engine.Editor` on ``device``/``dtype``, which caches the models it loads).
+    Finished rows in ``out_dir`` are skipped; ``retry_errors`` reruns the rows that failed. ``on_error``:
+    ``"record"`` writes a typed per-sample failure (bad image, bad request) as an ``error`` row and carries on,
+    ``"raise"`` stops; any other exception (a bug, out of memory, Ctrl-C) stops the run, and a rerun resumes.
+    ``shard=(i, n)`` runs only this process's share (default: from ``accelerate launch``); the main process of
+    an ``accelerate`` run merges the shards at the end. ``parquet`` also writes ``results.parquet`` (pyarrow).
+    """
+    if on_error not in ("record", "raise"):
+        raise InvalidRequestError(f"on_error must be 'record' or 'raise', got '{on_error}'.")
+    out = Path(out_dir).expanduser()
+    out.mkdir(parents=True, exist_ok=True)
+    state = None
+    if shard is None:
+        index, count, state = detect_shard()
+    else:
+        index, count = shard
+        if not (isinstance(index, int) and isinstance(count, int) and 0 <= index < count):
+            raise InvalidRequestError(f"shard must be (index, count) with 0 <= index < count, got {shard}.")
+    jobs = plan_jobs(dataset, config)
+    mine = [j for j in jobs if j.group % count == index]
+    rows = {r["key"]: r for r in read_rows(out)} if result_files(out) else {}
+    finished = {k for k, r in rows.items() if r.get("status") != "error" or not retry_errors}
+    todo = [j for j in mine if j.key not in finished]
+    if index == 0:
+        _write_run_info(out, dataset, config, len(jobs), count)
+    scorer = Scorer(config.metrics, device=str(device or getattr(state, "device", None) or "cpu"),
+                    models=config.metric_models)  # fmt: skip
+    counts = {"ok": 0, "error": 0, "skipped": 0}
+    target = out / (RESULTS if count == 1 else shard_name(index, count))
+    if todo:
+        if editor is None:
+            from ..engine import Editor
+
+            editor = Editor(device=device or getattr(state, "device", None), dtype=dtype)
+        if hasattr(editor, "device") and device is None:
+            scorer.options.device = str(editor.device)
+        scorer.prepare()
+        runner = _Run(out, config, editor, scorer, on_error, (index, count), rows)
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(mine), initial=len(mine) - len(todo), disable=not progress, unit="edit",
+                   desc=f"bench {index + 1}/{count}" if count > 1 else "bench", dynamic_ncols=True)  # fmt: skip
+        try:
+            with ResultsWriter(target) as writer:
+                for job in todo:
+                    bar.set_postfix_str(f"{job.method.name} {job.sample.id} {job.setting}", refresh=False)
+                    row = runner.run(job)
+                    writer.write(row)
+                    rows[job.key] = row
+                    counts[row["status"]] += 1
+                    bar.update(1)
+        finally:
+            bar.close()
+    if state is not None and count > 1:
+        state.wait_for_everyone()
+    results, parquet_path = target, None
+    if index == 0 and (state is not None or count == 1):  # the main process merges and exports
+        if any(p.name != RESULTS for p in result_files(out)):
+            merge_results(out)
+        results = out / RESULTS
+        if parquet and results.is_file():
+            parquet_path = _write_parquet(read_rows(results), out / PARQUET)
+    return BenchmarkSummary(
+        out_dir=out, results=results, planned=len(mine),
+        already_done=len(mine) - len(todo), ran=len(todo), ok=counts["ok"], errors=counts["error"],
+        skipped=counts["skipped"], parquet=parquet_path,
+    )  # fmt: skip
+
+
+def load_dataset_for_bench(spec: str, *, split: str | None = None, limit: int | None = None,
+                           edit_types: Sequence[str] | None = None, final_turn_only: bool = False,
+                           instruction: str | None = None) -> EditDataset:  # fmt: skip
+    """Read a dataset spec and apply the CLI's filters (see :func:`~instructedit.evaluation.datasets.load_dataset`)."""
+    from .datasets import load_dataset
+
+    dataset = load_dataset(spec, split=split, instruction=instruction)
+    if limit is not None or edit_types or final_turn_only:
+        dataset = dataset.select(edit_types=list(edit_types) if edit_types else None,
+                                 final_turn_only=final_turn_only, limit=limit)  # fmt: skip
+    if len(dataset) == 0:
+        raise DatasetError(f"dataset '{dataset.name}' has no samples left to run; relax the filters.")
+    return dataset

@@ -1,0 +1,115 @@
+"""Reading and writing trained models as standard diffusers pipeline folders.
+
+Text-to-image models are saved in the ``StableDiffusionPipeline`` layout and InstructPix2Pix models in the
+``StableDiffusionInstructPix2PixPipeline`` layout (``model_index.json``, ``unet/``, ``vae/``, ``text_encoder/``,
+``tokenizer/``, ``scheduler/``), so they load with ``DiffusionPipeline.from_pretrained(folder)`` — the code path
+used for hub models.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from diffusers import (
+    AutoencoderKL,
+    DiffusionPipeline,
+    SchedulerMixin,
+    StableDiffusionInstructPix2PixPipeline,
+    StableDiffusionPipeline,
+    UNet2DConditionModel,
+)
+
+from ..errors import InvalidModelError
+from ..hub import load_pretrained
+
+SAVE_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+@dataclass
+class DiffusionComponents:
+    """The parts of a Stable-Diffusion-style latent diffusion model."""
+
+    vae: AutoencoderKL
+    text_encoder: torch.nn.Module
+    tokenizer: object
+    unet: UNet2DConditionModel
+    scheduler: SchedulerMixin
+
+
+def load_components(name: str) -> DiffusionComponents:
+    """Load the components of a diffusers pipeline (hub id or local folder) in float32.
+
+    Works for Stable Diffusion text-to-image and InstructPix2Pix pipelines; safety checkers are not loaded.
+    """
+    pipe = load_pretrained(
+        name,
+        lambda n: DiffusionPipeline.from_pretrained(
+            n, torch_dtype=torch.float32, safety_checker=None, requires_safety_checker=False
+        ),
+        what="pipeline",
+    )
+    missing = [c for c in ("vae", "text_encoder", "tokenizer", "unet", "scheduler") if getattr(pipe, c, None) is None]
+    if missing:
+        raise InvalidModelError(
+            f"pipeline '{name}' ({type(pipe).__name__}) lacks {missing}: pass a Stable Diffusion style pipeline "
+            "(vae, text_encoder, tokenizer, unet, scheduler)."
+        )
+    return DiffusionComponents(pipe.vae, pipe.text_encoder, pipe.tokenizer, pipe.unet, pipe.scheduler)
+
+
+def save_pipeline(
+    components: DiffusionComponents, output_dir: str | Path, kind: str = "text2image", save_dtype: str = "fp32"
+) -> Path:
+    """Save ``components`` as a ``StableDiffusionPipeline`` (``kind="text2image"``) or
+    ``StableDiffusionInstructPix2PixPipeline`` (``kind="ip2p"``) folder with safetensors weights.
+
+    ``save_dtype`` ("fp32", "fp16", "bf16") sets the dtype of the stored weights (half precision halves the size;
+    load with ``torch_dtype=torch.float32`` to compute in full precision). The in-memory models are not changed.
+    """
+    classes = {"text2image": StableDiffusionPipeline, "ip2p": StableDiffusionInstructPix2PixPipeline}
+    if kind not in classes:
+        raise ValueError(f"unknown pipeline kind '{kind}': use one of {sorted(classes)}")
+    if kind == "ip2p" and components.unet.config.in_channels != 2 * components.unet.config.out_channels:
+        raise InvalidModelError(
+            f"an InstructPix2Pix UNet needs {2 * components.unet.config.out_channels} input channels, this one has "
+            f"{components.unet.config.in_channels}."
+        )
+    models = {"vae": components.vae, "text_encoder": components.text_encoder, "unet": components.unet}
+    dtype = SAVE_DTYPES[save_dtype]
+    if dtype != torch.float32:
+        models = {k: copy.deepcopy(m).to(dtype) for k, m in models.items()}
+    pipe = classes[kind](
+        **models,
+        tokenizer=components.tokenizer,
+        scheduler=components.scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    output_dir = Path(output_dir)
+    pipe.save_pretrained(output_dir, safe_serialization=True)
+    write_legacy_clip_vocab(components.tokenizer, output_dir / "tokenizer")
+    return output_dir
+
+
+def write_legacy_clip_vocab(tokenizer: object, folder: Path) -> None:
+    """Also write ``vocab.json``/``merges.txt`` for a byte-level BPE tokenizer, so older transformers releases
+    (whose slow ``CLIPTokenizer`` reads only those files) load the folder too. Other tokenizers are left alone."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return
+    model = json.loads(backend.to_str())["model"]
+    if model.get("type") != "BPE":
+        return
+    merges = [m if isinstance(m, str) else " ".join(m) for m in model["merges"]]
+    (folder / "vocab.json").write_text(json.dumps(model["vocab"], ensure_ascii=False), encoding="utf-8")
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
+
+
+def folder_size_mb(folder: str | Path) -> float:
+    """Total size of the weight files (``*.safetensors``) under ``folder`` in MB."""
+    return sum(p.stat().st_size for p in Path(folder).rglob("*.safetensors")) / 1e6
