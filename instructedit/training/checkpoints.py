@@ -31,7 +31,7 @@ def list_checkpoints(output_dir: str | Path) -> list[Path]:
         return []
     found = []
     for path in root.iterdir():
-        suffix = path.name[len(PREFIX):]
+        suffix = path.name[len(PREFIX) :]
         if path.name.startswith(PREFIX) and suffix.isdigit() and (path / STATE_FILE).is_file():
             found.append((int(suffix), path))
     return [path for _, path in sorted(found)]

@@ -32,7 +32,7 @@ class ImageCaptionColumns:
     """Names of the JSON keys of an image–caption dataset (diffusers' ``--image_column/--caption_column``)."""
 
     image: str = "file_name"
-    caption: str = "text"
+    caption: str | None = "text"  # None: captions are not needed (VAE training)
 
 
 @dataclass(frozen=True)
@@ -162,14 +162,15 @@ class ImageCaptionDataset(Dataset):
         self.resolution = resolution
         self.resize = resize
         self.columns = columns
-        rows = read_metadata(self.root, [columns.image, columns.caption], text_keys=[columns.caption])
+        text_keys = [columns.caption] if columns.caption is not None else []
+        rows = read_metadata(self.root, [columns.image, *text_keys], text_keys=text_keys)
         check_size = None if resize else resolution
         self.paths: list[Path] = []
         self.captions: list[str] = []
         for row in rows:
             where = f"{self.root / METADATA_FILE}, line {row['_line']}"
             self.paths.append(check_image_file(self.root, row[columns.image], check_size, where))
-            self.captions.append(row[columns.caption])
+            self.captions.append(row[columns.caption] if columns.caption is not None else "")
 
     def __len__(self) -> int:
         return len(self.paths)

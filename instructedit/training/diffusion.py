@@ -33,9 +33,7 @@ def make_noise_scheduler(prediction_type: str = "epsilon", num_train_timesteps: 
 
 def inference_scheduler(noise_scheduler: DDPMScheduler) -> DDIMScheduler:
     """The DDIM scheduler saved with a pipeline: the same betas and prediction type as training (SD's settings)."""
-    return DDIMScheduler.from_config(
-        noise_scheduler.config, clip_sample=False, set_alpha_to_one=False, steps_offset=1
-    )
+    return DDIMScheduler.from_config(noise_scheduler.config, clip_sample=False, set_alpha_to_one=False, steps_offset=1)
 
 
 def check_prediction_type(prediction_type: str) -> str:

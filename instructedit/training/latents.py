@@ -51,7 +51,9 @@ class LatentCache:
 
 
 @torch.no_grad()
-def latent_std(vae: AutoencoderKL, dataset: Dataset, max_samples: int = 1024, batch_size: int = 64, seed: int = 0) -> float:
+def latent_std(
+    vae: AutoencoderKL, dataset: Dataset, max_samples: int = 1024, batch_size: int = 64, seed: int = 0
+) -> float:
     """Standard deviation of unscaled posterior samples over (the first ``max_samples`` of) ``dataset``."""
     generator = torch.Generator().manual_seed(seed)
     count = min(len(dataset), max_samples)

@@ -130,17 +130,21 @@ def train(task: TrainingTask, config: TrainingConfig) -> TrainingResult:
     if not params:
         raise InvalidRequestError(f"the {task.name} task has nothing to train: unfreeze at least one module.")
     optimizer = torch.optim.AdamW(
-        params, lr=config.learning_rate, betas=(config.adam_beta1, config.adam_beta2),
-        weight_decay=config.adam_weight_decay, eps=config.adam_epsilon,
+        params,
+        lr=config.learning_rate,
+        betas=(config.adam_beta1, config.adam_beta2),
+        weight_decay=config.adam_weight_decay,
+        eps=config.adam_epsilon,
     )
     lr_scheduler = get_scheduler(
-        config.lr_scheduler, optimizer=optimizer,
+        config.lr_scheduler,
+        optimizer=optimizer,
         num_warmup_steps=config.lr_warmup_steps * accelerator.num_processes,
         num_training_steps=config.max_train_steps * accelerator.num_processes,
     )
     prepared = accelerator.prepare(*modules.values(), optimizer, lr_scheduler)
     wrapped = dict(zip(modules, prepared[: len(modules)], strict=True))
-    optimizer, lr_scheduler = prepared[len(modules):]
+    optimizer, lr_scheduler = prepared[len(modules) :]
     ema = None
     if config.use_ema:
         ema = EMAModel(params, decay=config.ema_decay)
@@ -159,16 +163,20 @@ def train(task: TrainingTask, config: TrainingConfig) -> TrainingResult:
     accumulation = config.gradient_accumulation_steps
     remaining = max(0, config.max_train_steps - global_step)
     sampler = StepBatchSampler(
-        len(dataset), config.train_batch_size, config.seed, start=global_step * accumulation,
-        count=remaining * accumulation, num_processes=accelerator.num_processes,
+        len(dataset),
+        config.train_batch_size,
+        config.seed,
+        start=global_step * accumulation,
+        count=remaining * accumulation,
+        num_processes=accelerator.num_processes,
         process_index=accelerator.process_index,
     )
-    loader = DataLoader(
-        dataset, batch_sampler=sampler, collate_fn=collate, num_workers=config.dataloader_num_workers
-    )
+    loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=config.dataloader_num_workers)
     log = LossLog(output_dir, keep_until=global_step, enabled=accelerator.is_main_process)
     progress = tqdm(
-        total=config.max_train_steps, initial=global_step, desc=f"train {task.name}",
+        total=config.max_train_steps,
+        initial=global_step,
+        desc=f"train {task.name}",
         disable=not (config.progress_bar and accelerator.is_local_main_process),
     )
 
@@ -218,8 +226,11 @@ def train(task: TrainingTask, config: TrainingConfig) -> TrainingResult:
         output = task.save_final(unwrapped, output_dir)
     accelerator.end_training()
     return TrainingResult(
-        output=output, global_step=global_step, last_loss=last_loss,
-        seconds_per_step=elapsed / done if done else None, resumed_from=resumed_from,
+        output=output,
+        global_step=global_step,
+        last_loss=last_loss,
+        seconds_per_step=elapsed / done if done else None,
+        resumed_from=resumed_from,
     )
 
 

@@ -14,11 +14,14 @@ def small_vae(
     block_out_channels: tuple[int, ...] = (32, 64, 64),
     latent_channels: int = 4,
     layers_per_block: int = 1,
-    norm_num_groups: int = 32,
+    norm_num_groups: int | None = None,
     sample_size: int = 64,
     seed: int = 0,
 ) -> AutoencoderKL:
-    """A small AutoencoderKL; it downsamples by 2^(len(block_out_channels) − 1) (4 with three blocks: 64 → 16)."""
+    """A small AutoencoderKL; it downsamples by 2^(len(block_out_channels) − 1) (4 with three blocks: 64 → 16).
+
+    ``norm_num_groups`` defaults to min(32, smallest channel count).
+    """
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         return AutoencoderKL(
@@ -29,7 +32,7 @@ def small_vae(
             block_out_channels=block_out_channels,
             layers_per_block=layers_per_block,
             latent_channels=latent_channels,
-            norm_num_groups=norm_num_groups,
+            norm_num_groups=norm_num_groups or min(32, min(block_out_channels)),
             sample_size=sample_size,
         )
 
@@ -84,8 +87,13 @@ def expand_unet_for_ip2p(unet: UNet2DConditionModel, extra_channels: int = 4) ->
             f"{latent_channels} (text-to-image) or {latent_channels + extra_channels} (already InstructPix2Pix)."
         )
     new = torch.nn.Conv2d(
-        old.in_channels + extra_channels, old.out_channels, old.kernel_size, old.stride, old.padding,
-        device=old.weight.device, dtype=old.weight.dtype,
+        old.in_channels + extra_channels,
+        old.out_channels,
+        old.kernel_size,
+        old.stride,
+        old.padding,
+        device=old.weight.device,
+        dtype=old.weight.dtype,
     )
     with torch.no_grad():
         new.weight.zero_()

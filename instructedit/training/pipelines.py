@@ -23,7 +23,7 @@ from diffusers import (
     UNet2DConditionModel,
 )
 
-from ..errors import InvalidModelError
+from ..errors import InvalidModelError, InvalidRequestError
 from ..hub import load_pretrained
 
 SAVE_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -79,9 +79,7 @@ def save_pipeline(
             f"{components.unet.config.in_channels}."
         )
     models = {"vae": components.vae, "text_encoder": components.text_encoder, "unet": components.unet}
-    dtype = SAVE_DTYPES[save_dtype]
-    if dtype != torch.float32:
-        models = {k: copy.deepcopy(m).to(dtype) for k, m in models.items()}
+    models = {name: cast_for_saving(module, save_dtype) for name, module in models.items()}
     pipe = classes[kind](
         **models,
         tokenizer=components.tokenizer,
@@ -94,6 +92,16 @@ def save_pipeline(
     pipe.save_pretrained(output_dir, safe_serialization=True)
     write_legacy_clip_vocab(components.tokenizer, output_dir / "tokenizer")
     return output_dir
+
+
+def cast_for_saving(module: torch.nn.Module, save_dtype: str) -> torch.nn.Module:
+    """``module`` itself for "fp32", else a copy in the requested dtype (the original is left untouched)."""
+    if save_dtype not in SAVE_DTYPES:
+        raise InvalidRequestError(f"save dtype '{save_dtype}' is not supported: use one of {sorted(SAVE_DTYPES)}.")
+    dtype = SAVE_DTYPES[save_dtype]
+    if all(p.dtype == dtype for p in module.parameters()):
+        return module
+    return copy.deepcopy(module).to(dtype)
 
 
 def write_legacy_clip_vocab(tokenizer: object, folder: Path) -> None:

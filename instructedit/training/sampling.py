@@ -36,8 +36,14 @@ class StepBatchSampler:
     """
 
     def __init__(
-        self, dataset_size: int, batch_size: int, seed: int, start: int, count: int,
-        num_processes: int = 1, process_index: int = 0,
+        self,
+        dataset_size: int,
+        batch_size: int,
+        seed: int,
+        start: int,
+        count: int,
+        num_processes: int = 1,
+        process_index: int = 0,
     ) -> None:
         if dataset_size < 1 or batch_size < 1:
             raise ValueError("dataset_size and batch_size must be positive")

@@ -43,7 +43,9 @@ def train_clip_tokenizer(corpus: Iterable[str], vocab_size: int = 1024, model_ma
         vocab_size=vocab_size, initial_alphabet=alphabet, end_of_word_suffix="</w>", show_progress=False
     )
     learner.train_from_iterator(texts, trainer)
-    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in json.loads(learner.to_str())["model"]["merges"]]
+    merges = [
+        tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in json.loads(learner.to_str())["model"]["merges"]
+    ]
 
     vocab: dict[str, int] = {}
     for symbol in [*alphabet, *(a + "</w>" for a in alphabet), *("".join(pair) for pair in merges), BOS, EOS]:
@@ -52,9 +54,7 @@ def train_clip_tokenizer(corpus: Iterable[str], vocab_size: int = 1024, model_ma
 
 
 def _clip_normalizer() -> normalizers.Normalizer:
-    return normalizers.Sequence(
-        [normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "), normalizers.Lowercase()]
-    )
+    return normalizers.Sequence([normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "), normalizers.Lowercase()])
 
 
 def _clip_pre_tokenizer() -> pre_tokenizers.PreTokenizer:
@@ -89,14 +89,21 @@ def small_clip_text_config(
 
 
 def build_clip_text_encoder(
-    corpus: Sequence[str], vocab_size: int = 1024, model_max_length: int = 48, hidden_size: int = 128,
-    num_hidden_layers: int = 4, seed: int = 0,
+    corpus: Sequence[str],
+    vocab_size: int = 1024,
+    model_max_length: int = 48,
+    hidden_size: int = 128,
+    num_hidden_layers: int = 4,
+    seed: int = 0,
 ) -> tuple[CLIPTokenizer, CLIPTextModel]:
     """A new (tokenizer, randomly initialised CLIPTextModel) pair for training from scratch on ``corpus``."""
     tokenizer = train_clip_tokenizer(corpus, vocab_size=vocab_size, model_max_length=model_max_length)
     config = small_clip_text_config(
-        tokenizer, hidden_size=hidden_size, num_hidden_layers=num_hidden_layers,
-        num_attention_heads=max(1, hidden_size // 32), intermediate_size=4 * hidden_size,
+        tokenizer,
+        hidden_size=hidden_size,
+        num_hidden_layers=num_hidden_layers,
+        num_attention_heads=max(1, hidden_size // 32),
+        intermediate_size=4 * hidden_size,
     )
     with torch.random.fork_rng():
         torch.manual_seed(seed)
@@ -148,13 +155,19 @@ def uses_attention_mask(text_encoder: torch.nn.Module) -> bool:
 def tokenize(tokenizer, prompts: Sequence[str]) -> dict[str, torch.Tensor]:
     """Tokenize as diffusers' pipelines do: pad/truncate to ``tokenizer.model_max_length``."""
     return tokenizer(
-        list(prompts), padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+        list(prompts),
+        padding="max_length",
+        max_length=tokenizer.model_max_length,
+        truncation=True,
         return_tensors="pt",
     )
 
 
 def encode_prompts(
-    tokenizer, text_encoder: torch.nn.Module, prompts: Sequence[str], device: torch.device | str,
+    tokenizer,
+    text_encoder: torch.nn.Module,
+    prompts: Sequence[str],
+    device: torch.device | str,
     attention_mask: bool | None = None,
 ) -> torch.Tensor:
     """Per-token text embeddings (B, L, D) computed exactly as StableDiffusionPipeline.encode_prompt does.

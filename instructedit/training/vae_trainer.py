@@ -21,6 +21,7 @@ from .data import ImageCaptionColumns, ImageCaptionDataset, collate
 from .latents import encode_parameters, latent_std, posterior_mode, posterior_sample, scaling_factor_for
 from .loop import TrainingTask
 from .models import small_vae, vae_downsample_factor
+from .pipelines import cast_for_saving
 
 VAE_FOLDER = "vae"
 METRICS_FILE = "vae_metrics.json"
@@ -67,7 +68,9 @@ class VAETask(TrainingTask):
         if settings.crop_size is not None and not 8 <= settings.crop_size <= settings.resolution:
             raise InvalidRequestError(f"crop size must be in [8, {settings.resolution}], got {settings.crop_size}.")
         self._dataset = ImageCaptionDataset(
-            settings.data_dir, settings.resolution, ImageCaptionColumns(image=settings.image_column, caption=None),
+            settings.data_dir,
+            settings.resolution,
+            ImageCaptionColumns(image=settings.image_column, caption=None),
             resize=settings.resize,
         )
         if settings.pretrained_vae:
@@ -95,9 +98,10 @@ class VAETask(TrainingTask):
         pixels = pixels.to(accelerator.device)
         vae = modules["vae"]
         with accelerator.autocast():
-            parameters = _unwrap(vae).encode(pixels).latent_dist.parameters
+            inner = accelerator.unwrap_model(vae)  # encode/decode are not the forward a DDP wrapper exposes
+            parameters = inner.encode(pixels).latent_dist.parameters
             latents = posterior_sample(parameters, generator)
-            reconstruction = _unwrap(vae).decode(latents).sample
+            reconstruction = inner.decode(latents).sample
         return vae_loss(reconstruction, pixels, parameters, self.settings.kl_weight, self.settings.l1_weight)
 
     def save_final(self, modules: dict[str, torch.nn.Module], output_dir: Path) -> Path:
@@ -108,13 +112,14 @@ class VAETask(TrainingTask):
         metrics["train_psnr_db"] = reconstruction_psnr(vae, self._dataset, self.settings.eval_samples)
         if self.settings.eval_data_dir is not None:
             eval_set = ImageCaptionDataset(
-                self.settings.eval_data_dir, self.settings.resolution,
-                ImageCaptionColumns(image=self.settings.image_column, caption=None), resize=self.settings.resize,
+                self.settings.eval_data_dir,
+                self.settings.resolution,
+                ImageCaptionColumns(image=self.settings.image_column, caption=None),
+                resize=self.settings.resize,
             )
             metrics["eval_psnr_db"] = reconstruction_psnr(vae, eval_set, self.settings.eval_samples)
         folder = output_dir / VAE_FOLDER
-        to_save = vae if self.settings.save_dtype == "fp32" else _cast_copy(vae, self.settings.save_dtype)
-        to_save.save_pretrained(folder, safe_serialization=True)
+        cast_for_saving(vae, self.settings.save_dtype).save_pretrained(folder, safe_serialization=True)
         (output_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
         return folder
 
@@ -123,8 +128,11 @@ class VAETask(TrainingTask):
 
 
 def vae_loss(
-    reconstruction: torch.Tensor, target: torch.Tensor, posterior_parameters: torch.Tensor,
-    kl_weight: float, l1_weight: float = 0.0,
+    reconstruction: torch.Tensor,
+    target: torch.Tensor,
+    posterior_parameters: torch.Tensor,
+    kl_weight: float,
+    l1_weight: float = 0.0,
 ) -> torch.Tensor:
     """MSE (+ ``l1_weight``·L1) per pixel + ``kl_weight``·KL(q(z|x) ‖ N(0, I)) per latent element."""
     mean, logvar = torch.chunk(posterior_parameters.float(), 2, dim=1)
@@ -155,16 +163,3 @@ def reconstruction_psnr(vae: AutoencoderKL, dataset: Dataset, max_samples: int =
         mse = ((decoded.float().clamp(-1, 1) - pixels.float()) / 2).pow(2).mean(dim=(1, 2, 3))
         psnrs.extend((10 * torch.log10(1.0 / mse.clamp_min(1e-10))).tolist())
     return float(sum(psnrs) / len(psnrs)) if psnrs else math.nan
-
-
-def _cast_copy(module: torch.nn.Module, save_dtype: str) -> torch.nn.Module:
-    import copy
-
-    from .pipelines import SAVE_DTYPES
-
-    return copy.deepcopy(module).to(SAVE_DTYPES[save_dtype])
-
-
-def _unwrap(module: torch.nn.Module) -> torch.nn.Module:
-    """The model inside a DistributedDataParallel wrapper (its forward is not the VAE's encode/decode)."""
-    return getattr(module, "module", module)

@@ -17,6 +17,7 @@ half-pixel centres, the resize of the original TF FID graph; fid-helper's ``nv_b
 from __future__ import annotations
 
 import importlib.util
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -55,7 +56,9 @@ def load_inception(path: str | Path | None = None, *, device: str | torch.device
     if not file.is_file():
         raise ModelNotFoundError(f"Inception file '{path}' does not exist: pass an existing TorchScript file.")
     try:
-        network = torch.jit.load(str(file), map_location="cpu")
+        with warnings.catch_warnings():  # torch >= 2.9 deprecates TorchScript; the network only exists as one
+            warnings.filterwarnings("ignore", message=".*torch.jit.load.*deprecated", category=DeprecationWarning)
+            network = torch.jit.load(str(file), map_location="cpu")
     except Exception as exc:  # torch.jit.load raises RuntimeError/ValueError/zip errors
         raise InvalidModelError(
             f"cannot load '{file}' as TorchScript: {str(exc).strip().splitlines()[0][:200]}."
@@ -168,7 +171,10 @@ def frechet_distance(
     When the matrix square root is not finite (singular product), ``eps`` is added to both diagonals and it is
     taken again; imaginary parts from rounding are dropped, larger ones raise :class:`NumericalError`.
     """
-    from scipy import linalg  # scipy only for FID
+    try:
+        from scipy import linalg  # needed for FID only
+    except ImportError as exc:
+        raise ImportError("FID needs scipy for the matrix square root: `pip install scipy`.") from exc
 
     mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
     sigma1, sigma2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))

@@ -1,0 +1,282 @@
+"""``instructedit train …``: the training commands (mounted by the main CLI as the ``train`` group).
+
+    instructedit train vae         --data DIR --output-dir OUT
+    instructedit train text2image  --data DIR --output-dir OUT --vae OUT_VAE/vae
+    instructedit train ip2p        --data DIR --output-dir OUT --pretrained-model OUT_T2I/pipeline
+    instructedit train all         --output-dir OUT            (the built-in models' full recipe)
+
+Every command shares the optimisation options (steps, batch size, learning rate, checkpoints, ``--resume`` …)
+and runs unchanged under ``accelerate launch`` on GPUs.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import sys
+import typing
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ..errors import InstructEditError, InvalidRequestError
+
+app = typer.Typer(
+    name="train",
+    help="Train a VAE, a text-to-image model or an InstructPix2Pix model (diffusers pipeline folders).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+def _training_options(
+    max_train_steps: Annotated[int, typer.Option(help="Optimizer steps to run in total.")] = 1000,
+    batch_size: Annotated[int, typer.Option(help="Samples per device per micro-batch.")] = 32,
+    learning_rate: Annotated[float, typer.Option(help="AdamW learning rate.")] = 1e-4,
+    lr_scheduler: Annotated[str, typer.Option(help="constant, linear, cosine, constant_with_warmup ...")] = "constant",
+    lr_warmup_steps: Annotated[int, typer.Option(help="Warm-up steps of the learning-rate schedule.")] = 0,
+    gradient_accumulation_steps: Annotated[int, typer.Option(help="Micro-batches per optimizer step.")] = 1,
+    max_grad_norm: Annotated[float, typer.Option(help="Gradient clipping norm (0 disables).")] = 1.0,
+    adam_weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 1e-2,
+    seed: Annotated[int, typer.Option(help="Seed of initialisation, data order and noise.")] = 0,
+    checkpointing_steps: Annotated[int, typer.Option(help="Save a checkpoint every N steps.")] = 500,
+    checkpoints_total_limit: Annotated[int, typer.Option(help="Checkpoints to keep (0 keeps all).")] = 2,
+    resume: Annotated[bool, typer.Option(help="Continue from the latest checkpoint in --output-dir.")] = False,
+    mixed_precision: Annotated[str, typer.Option(help="no, fp16 or bf16.")] = "no",
+    use_ema: Annotated[bool, typer.Option(help="Keep an EMA of the weights and save it.")] = False,
+    ema_decay: Annotated[float, typer.Option(help="EMA decay.")] = 0.9999,
+    num_workers: Annotated[int, typer.Option(help="DataLoader worker processes.")] = 0,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+):
+    """Template whose parameters every training command gains (see :func:`_command`)."""
+
+
+def _make_config(output_dir: Path, options: dict[str, Any]):
+    from .loop import TrainingConfig
+
+    return TrainingConfig(
+        output_dir=output_dir,
+        max_train_steps=options["max_train_steps"],
+        train_batch_size=options["batch_size"],
+        learning_rate=options["learning_rate"],
+        lr_scheduler=options["lr_scheduler"],
+        lr_warmup_steps=options["lr_warmup_steps"],
+        gradient_accumulation_steps=options["gradient_accumulation_steps"],
+        max_grad_norm=options["max_grad_norm"],
+        adam_weight_decay=options["adam_weight_decay"],
+        seed=options["seed"],
+        checkpointing_steps=options["checkpointing_steps"],
+        checkpoints_total_limit=options["checkpoints_total_limit"] or None,
+        resume=options["resume"],
+        mixed_precision=options["mixed_precision"],
+        use_ema=options["use_ema"],
+        ema_decay=options["ema_decay"],
+        dataloader_num_workers=options["num_workers"],
+        progress_bar=options["progress"],
+    )
+
+
+def _resolved_parameters(fn: Callable[..., Any]) -> list[inspect.Parameter]:
+    """``fn``'s parameters with their (string) annotations resolved, as typer needs real ``Annotated`` types."""
+    hints = typing.get_type_hints(fn, include_extras=True)
+    return [p.replace(annotation=hints.get(name, p.annotation)) for name, p in inspect.signature(fn).parameters.items()]
+
+
+_COMMON = {p.name: p for p in _resolved_parameters(_training_options)}
+
+
+def _command(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Give ``fn`` the shared training options; it receives them as ``config`` (a TrainingConfig built with its
+    ``output_dir``). Instructedit errors become a one-line message and exit status 2."""
+    own = inspect.signature(fn)
+    params = [p for p in _resolved_parameters(fn) if p.name != "config"]
+
+    @functools.wraps(fn)
+    def wrapper(**kwargs: Any) -> Any:
+        options = {name: kwargs.pop(name) for name in _COMMON}
+        try:
+            return fn(config=_make_config(kwargs["output_dir"], options), **kwargs)
+        except InstructEditError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+
+    wrapper.__signature__ = own.replace(parameters=params + list(_COMMON.values()))
+    wrapper.__annotations__ = {p.name: p.annotation for p in wrapper.__signature__.parameters.values()}
+    del wrapper.__wrapped__  # typer must read the new signature, not the wrapped function's
+    return wrapper
+
+
+def _channels(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise InvalidRequestError(
+            f"channels must be comma-separated integers such as 64,128,128, got '{text}'."
+        ) from None
+    if not values or any(v < 1 for v in values):
+        raise InvalidRequestError(f"channels must be positive integers, got '{text}'.")
+    return values
+
+
+DataOpt = Annotated[Path, typer.Option("--data", help="Folder with metadata.jsonl (Hugging Face imagefolder layout).")]
+OutOpt = Annotated[Path, typer.Option("--output-dir", help="Run folder: checkpoints/, loss_log.jsonl, the model.")]
+ResOpt = Annotated[int, typer.Option(help="Image size; every image must have it unless --resize.")]
+ResizeOpt = Annotated[bool, typer.Option(help="Resize and centre-crop images to --resolution.")]
+SaveDtypeOpt = Annotated[str, typer.Option(help="dtype of the saved weights: fp32, fp16 or bf16.")]
+
+
+@app.command("vae")
+@_command
+def vae_command(
+    data: DataOpt,
+    output_dir: OutOpt,
+    config: Any = None,
+    resolution: ResOpt = 64,
+    resize: ResizeOpt = False,
+    image_column: Annotated[str, typer.Option(help="JSON key of the image path.")] = "file_name",
+    pretrained_vae: Annotated[str | None, typer.Option(help="Fine-tune this AutoencoderKL instead.")] = None,
+    channels: Annotated[str, typer.Option(help="block_out_channels of a new VAE.")] = "32,64,64",
+    latent_channels: Annotated[int, typer.Option(help="Latent channels of a new VAE.")] = 4,
+    kl_weight: Annotated[float, typer.Option(help="Weight of the KL term (per latent element).")] = 1e-6,
+    l1_weight: Annotated[float, typer.Option(help="Weight of an extra L1 reconstruction term.")] = 0.0,
+    crop_size: Annotated[int | None, typer.Option(help="Train on random crops of this size.")] = None,
+    eval_data: Annotated[Path | None, typer.Option(help="Held-out folder for the final PSNR.")] = None,
+    save_dtype: SaveDtypeOpt = "fp32",
+) -> None:
+    """Train an AutoencoderKL; writes OUT/vae (with the measured latent scaling factor) and OUT/vae_metrics.json."""
+    from .loop import train
+    from .vae_trainer import VAESettings, VAETask
+
+    settings = VAESettings(
+        data_dir=data,
+        resolution=resolution,
+        image_column=image_column,
+        resize=resize,
+        pretrained_vae=pretrained_vae,
+        block_out_channels=_channels(channels),
+        latent_channels=latent_channels,
+        kl_weight=kl_weight,
+        l1_weight=l1_weight,
+        crop_size=crop_size,
+        eval_data_dir=eval_data,
+        save_dtype=save_dtype,
+    )
+    _report(train(VAETask(settings), config))
+
+
+@app.command("text2image")
+@_command
+def text2image_command(
+    data: DataOpt,
+    output_dir: OutOpt,
+    config: Any = None,
+    pretrained_model: Annotated[
+        str | None, typer.Option(help="Fine-tune this diffusers pipeline (hub id or folder) instead of building one.")
+    ] = None,
+    vae: Annotated[str | None, typer.Option(help="Trained VAE folder (needed when building a new model).")] = None,
+    text_encoder: Annotated[
+        str, typer.Option(help="'new' (small CLIP trained here), 'minilm', or a transformers hub id / folder.")
+    ] = "new",
+    train_text_encoder: Annotated[
+        bool | None, typer.Option(help="Train the text encoder too (default: only a new one).")
+    ] = None,
+    text_corpus: Annotated[
+        Path | None, typer.Option(help="Extra text (file or dataset folder) for a new tokenizer's vocabulary.")
+    ] = None,
+    max_text_length: Annotated[int, typer.Option(help="Tokens per prompt (padded length).")] = 48,
+    unet_channels: Annotated[str, typer.Option(help="block_out_channels of a new UNet.")] = "64,128,128",
+    resolution: ResOpt = 64,
+    resize: ResizeOpt = False,
+    image_column: Annotated[str, typer.Option(help="JSON key of the image path.")] = "file_name",
+    caption_column: Annotated[str, typer.Option(help="JSON key of the caption.")] = "text",
+    caption_dropout: Annotated[float, typer.Option(help="Probability of training on the empty prompt.")] = 0.1,
+    prediction_type: Annotated[str | None, typer.Option(help="epsilon or v_prediction.")] = None,
+    snr_gamma: Annotated[float | None, typer.Option(help="Min-SNR weighting gamma (e.g. 5).")] = None,
+    cache_latents: Annotated[bool, typer.Option(help="Encode every image once before training.")] = False,
+    save_dtype: SaveDtypeOpt = "fp32",
+) -> None:
+    """Train a caption-conditioned UNet; writes OUT/pipeline (StableDiffusionPipeline layout)."""
+    from .diffusion_task import Text2ImageSettings, Text2ImageTask
+    from .loop import train
+
+    settings = Text2ImageSettings(
+        data_dir=data,
+        resolution=resolution,
+        resize=resize,
+        pretrained_model=pretrained_model,
+        prediction_type=prediction_type,
+        snr_gamma=snr_gamma,
+        train_text_encoder=train_text_encoder,
+        cache_latents=cache_latents,
+        save_dtype=save_dtype,
+        image_column=image_column,
+        caption_column=caption_column,
+        caption_dropout=caption_dropout,
+        vae=vae,
+        text_encoder=text_encoder,
+        text_corpus=text_corpus,
+        max_text_length=max_text_length,
+        unet_channels=_channels(unet_channels),
+    )
+    _report(train(Text2ImageTask(settings), config))
+
+
+@app.command("ip2p")
+@_command
+def ip2p_command(
+    data: DataOpt,
+    output_dir: OutOpt,
+    pretrained_model: Annotated[
+        str, typer.Option(help="Text-to-image (or InstructPix2Pix) pipeline to start from: hub id or folder.")
+    ],
+    config: Any = None,
+    train_text_encoder: Annotated[bool, typer.Option(help="Train the text encoder too.")] = False,
+    resolution: ResOpt = 64,
+    resize: ResizeOpt = False,
+    input_image_column: Annotated[str, typer.Option(help="JSON key of the input image.")] = "input_image",
+    edit_prompt_column: Annotated[str, typer.Option(help="JSON key of the instruction.")] = "edit_prompt",
+    edited_image_column: Annotated[str, typer.Option(help="JSON key of the edited image.")] = "edited_image",
+    conditioning_dropout: Annotated[
+        float, typer.Option(help="p: drop text, image and both, each with probability p (paper: 0.05).")
+    ] = 0.05,
+    prediction_type: Annotated[str | None, typer.Option(help="epsilon or v_prediction.")] = None,
+    snr_gamma: Annotated[float | None, typer.Option(help="Min-SNR weighting gamma (e.g. 5).")] = None,
+    cache_latents: Annotated[bool, typer.Option(help="Encode every image once before training.")] = False,
+    save_dtype: SaveDtypeOpt = "fp32",
+) -> None:
+    """Train an InstructPix2Pix UNet; writes OUT/pipeline (StableDiffusionInstructPix2PixPipeline layout)."""
+    from .diffusion_task import InstructPix2PixSettings, InstructPix2PixTask
+    from .loop import train
+
+    settings = InstructPix2PixSettings(
+        data_dir=data,
+        resolution=resolution,
+        resize=resize,
+        pretrained_model=pretrained_model,
+        prediction_type=prediction_type,
+        snr_gamma=snr_gamma,
+        train_text_encoder=train_text_encoder,
+        cache_latents=cache_latents,
+        save_dtype=save_dtype,
+        input_image_column=input_image_column,
+        edit_prompt_column=edit_prompt_column,
+        edited_image_column=edited_image_column,
+        conditioning_dropout=conditioning_dropout,
+    )
+    _report(train(InstructPix2PixTask(settings), config))
+
+
+def _report(result: Any) -> None:
+    speed = f", {result.seconds_per_step:.2f} s/step" if result.seconds_per_step else ""
+    typer.echo(f"step {result.global_step}, last loss {result.last_loss}{speed}: saved {result.output}")
+
+
+def main() -> None:  # pragma: no cover - convenience entry point
+    """Run the training app on its own (``python -m instructedit.training.cli``)."""
+    app(sys.argv[1:])
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
