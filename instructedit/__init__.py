@@ -10,18 +10,18 @@ from .types import EditRecord, EditRequest, EditResult  # noqa: E402
 
 def __getattr__(name: str):
     # The engine imports torch and diffusers; keep `import instructedit` light until it is needed.
-    if name in {"Editor", "edit"}:
-        from . import engine
+    if name == "Editor":
+        from .editor import Editor
 
-        if name == "Editor":
-            return engine.Editor
+        return Editor
+    if name == "edit":
         return _edit
     raise AttributeError(name)
 
 
 def _edit(image, instruction: str | None = None, **kwargs) -> EditResult:
     """One-off edit: ``instructedit.edit("in.png", "make it red", method="ip2p", seed=0)``."""
-    from .engine import Editor
+    from .editor import Editor
 
     options = {k: kwargs.pop(k) for k in ("device", "dtype", "progress") if k in kwargs}
     return Editor(**options).edit(EditRequest(image=image, instruction=instruction, **kwargs))

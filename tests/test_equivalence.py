@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from instructedit import EditRequest
-from instructedit.engine import Editor, load_components
+from instructedit import Editor
+from instructedit.engine import load_components
 
 PREDICTION_TYPES = ["epsilon", "v_prediction"]
 ATOL = 2 / 255  # one 8-bit level of rounding either way

@@ -254,7 +254,10 @@ def test_manifest_reader(tmp_path: Path) -> None:
     a, b = dataset
     assert (a.id, b.id) == ("a", "line2")
     assert (a.source_caption, a.target_caption, a.edit_type, a.extra) == (
-        "a red cube", "a blue cube", "colour", {"difficulty": "easy"}
+        "a red cube",
+        "a blue cube",
+        "colour",
+        {"difficulty": "easy"},
     )
     loaded = a.load()
     assert np.array_equal(np.asarray(loaded.source), source) and np.array_equal(np.asarray(loaded.mask), mask)

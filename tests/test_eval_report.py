@@ -114,6 +114,10 @@ def test_report_html_and_markdown(tmp_path: Path) -> None:
     std = np.std([1 - 0.6 + s / 100 for s in range(3)], ddof=1)
     assert f"| sdedit | strength=0.6 | 3 | 0.6 ± 0 | {l1_target:.4g} ± {std:.2g} |" in markdown
     assert "ip2p: 3 ok" in markdown and "ip2p: 1 error" in markdown
+    short = build_report(out, tmp_path / "short.html", metrics=["l1_target"]).markdown.read_text()
+    assert "| method | setting | n | l1_target ↓ |\n" in short
+    with pytest.raises(DatasetError, match="clip_t.*not in the results"):
+        build_report(out, metrics=["clip_t"])
 
 
 def test_report_multi_turn_table_and_cli(tmp_path: Path) -> None:

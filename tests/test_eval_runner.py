@@ -201,8 +201,7 @@ def test_half_written_last_line_is_tolerated(tmp_path: Path) -> None:
 
 def test_typed_errors_are_recorded_and_retried_on_request(tmp_path: Path) -> None:
     dataset, out = _manifest(tmp_path, 2), tmp_path / "out"
-    summary = run_benchmark(dataset, _config(), out, editor=FakeEditor(reject={("ip2p", "edit 1")}),
-                            progress=False)
+    summary = run_benchmark(dataset, _config(), out, editor=FakeEditor(reject={("ip2p", "edit 1")}), progress=False)
     assert (summary.ok, summary.errors) == (5, 1)
     error = next(r for r in _lines(out / RESULTS) if r["status"] == "error")
     assert error["sample_id"] == "s1" and error["method"] == "ip2p" and "InvalidImageError" in error["error"]

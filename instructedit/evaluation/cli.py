@@ -45,44 +45,95 @@ def _fail(exc: BaseException) -> typer.Exit:
 
 
 def bench(
-    dataset: Annotated[str, typer.Option("--dataset", "-d", help=(
-        "KIND:PATH with KIND magicbrush|piebench|manifest|folder, a path whose layout is recognised "
-        "(mapping_file.json, edit_sessions.json, *.jsonl, a folder of images), or 'domain[:SPLIT|:FOLDER]'."))],
+    dataset: Annotated[
+        str,
+        typer.Option(
+            "--dataset",
+            "-d",
+            help=(
+                "KIND:PATH with KIND magicbrush|piebench|manifest|folder, a path whose layout is recognised "
+                "(mapping_file.json, edit_sessions.json, *.jsonl, a folder of images), or 'domain[:SPLIT|:FOLDER]'."
+            ),
+        ),
+    ],
     methods: Annotated[str, typer.Option("--methods", "-m", help="Comma-separated, e.g. sdedit,diffedit,ip2p.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Results folder (rerun the same command to resume).")] = Path(
         "bench-results"
     ),
-    sweep: Annotated[list[str] | None, typer.Option("--sweep", help=(
-        "NAME=START:STOP:STEP (stop included) or NAME=V1,V2,...; repeat for a grid. Applies only to the methods "
-        "that have the parameter (strength: sdedit, encode-decode; inpaint_strength: diffedit; "
-        "image_guidance_scale: ip2p); the others run once with their default."))] = None,
-    param: Annotated[list[str] | None, typer.Option("--param", help=(
-        "NAME=VALUE fixed for every method that has the parameter; repeatable."))] = None,
-    model: Annotated[list[str] | None, typer.Option("--model", help=(
-        "[METHOD|t2i|ip2p=]MODEL: hub id or local diffusers folder, for one method, one model kind, or all."))] = None,
-    metrics: Annotated[str, typer.Option("--metrics", help=(
-        "Metrics or groups: default (pixel,mask,oracle), all, pixel, mask, oracle, lpips, clip, dino, structure, "
-        "or single names such as clip_t,lpips_input."))] = "default",
-    metric_model: Annotated[list[str] | None, typer.Option("--metric-model", help=(
-        "METRIC_OR_GROUP=WEIGHTS, e.g. clip=/models/clip-vit-base-patch32, lpips=squeeze, "
-        "lpips_backbone=/w/alexnet.pth."))] = None,
+    sweep: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--sweep",
+            help=(
+                "NAME=START:STOP:STEP (stop included) or NAME=V1,V2,...; repeat for a grid. Applies only to the "
+                "methods that have the parameter (strength: sdedit, encode-decode; inpaint_strength: diffedit; "
+                "image_guidance_scale: ip2p); the others run once with their default."
+            ),
+        ),
+    ] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", help=("NAME=VALUE fixed for every method that has the parameter; repeatable.")),
+    ] = None,
+    model: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--model",
+            help=("[METHOD|t2i|ip2p=]MODEL: hub id or local diffusers folder, for one method, one model kind, or all."),
+        ),
+    ] = None,
+    metrics: Annotated[
+        str,
+        typer.Option(
+            "--metrics",
+            help=(
+                "Metrics or groups: default (pixel,mask,oracle), all, pixel, mask, oracle, lpips, clip, dino, "
+                "structure, or single names such as clip_t,lpips_input; fid,kid add set-level metrics."
+            ),
+        ),
+    ] = "default",
+    metric_model: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--metric-model",
+            help=(
+                "METRIC_OR_GROUP=WEIGHTS, e.g. clip=/models/clip-vit-base-patch32, lpips=squeeze, "
+                "lpips_backbone=/w/alexnet.pth, fid=/w/inception.pt (TorchScript TF-FID Inception)."
+            ),
+        ),
+    ] = None,
     seeds: Annotated[str, typer.Option("--seeds", help="Comma-separated seeds; each is a separate run.")] = "0",
     split: Annotated[str | None, typer.Option("--split", help="MagicBrush split (default test).")] = None,
     limit: Annotated[int | None, typer.Option("--limit", help="Use only the first N samples.")] = None,
     edit_types: Annotated[str | None, typer.Option("--edit-types", help="Comma-separated edit types to keep.")] = None,
     final_turn_only: Annotated[bool, typer.Option("--final-turn-only", help="Multi-turn: last turns only.")] = False,
-    instruction: Annotated[str | None, typer.Option("--instruction", help=(
-        "Instruction for every image of a plain folder without sidecar files."))] = None,
-    use_masks: Annotated[bool, typer.Option("--use-masks/--no-masks", help=(
-        "Give the dataset's edit masks to the methods that accept one (default: mask-free)."))] = False,
-    multi_turn: Annotated[str, typer.Option("--multi-turn", help=(
-        "independent: every turn starts from its ground-truth input; iterative: from the method's previous "
-        "output."))] = "independent",
+    instruction: Annotated[
+        str | None,
+        typer.Option("--instruction", help=("Instruction for every image of a plain folder without sidecar files.")),
+    ] = None,
+    use_masks: Annotated[
+        bool,
+        typer.Option(
+            "--use-masks/--no-masks",
+            help=("Give the dataset's edit masks to the methods that accept one (default: mask-free)."),
+        ),
+    ] = False,
+    multi_turn: Annotated[
+        str,
+        typer.Option(
+            "--multi-turn",
+            help=(
+                "independent: every turn starts from its ground-truth input; iterative: from the method's previous "
+                "output."
+            ),
+        ),
+    ] = "independent",
     device: Annotated[str | None, typer.Option("--device", help="cpu, cuda, cuda:1 (default: cuda if any).")] = None,
     dtype: Annotated[str | None, typer.Option("--dtype", help="float32, float16, bfloat16.")] = None,
     retry_errors: Annotated[bool, typer.Option("--retry-errors", help="Rerun the rows that failed before.")] = False,
-    stop_on_error: Annotated[bool, typer.Option("--stop-on-error", help=(
-        "Stop at the first failing sample instead of recording it."))] = False,
+    stop_on_error: Annotated[
+        bool, typer.Option("--stop-on-error", help=("Stop at the first failing sample instead of recording it."))
+    ] = False,
     images: Annotated[bool, typer.Option("--images/--no-images", help="Save the output PNGs.")] = True,
     parquet: Annotated[bool, typer.Option("--parquet/--no-parquet", help="Also write results.parquet.")] = True,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
@@ -156,17 +207,23 @@ def bench_merge(
 def report(
     results: Annotated[list[Path], typer.Argument(help="Results folders (or results .jsonl files) to report on.")],
     out: Annotated[Path | None, typer.Option("--out", "-o", help="HTML file (default RESULTS/report.html).")] = None,
-    markdown: Annotated[Path | None, typer.Option("--markdown", help="Markdown summary (default next to the HTML: "
-                                                                       "summary.md).")] = None,
+    markdown: Annotated[
+        Path | None, typer.Option("--markdown", help="Markdown summary (default next to the HTML: summary.md).")
+    ] = None,
     title: Annotated[str, typer.Option("--title", help="Report title.")] = "instructedit benchmark",
     samples: Annotated[int, typer.Option("--samples", help="Samples shown in the image grid.")] = 8,
     thumbnail: Annotated[int, typer.Option("--thumbnail", help="Longest side of embedded images (px).")] = 160,
+    metrics: Annotated[
+        str | None,
+        typer.Option("--metrics", help=("Comma-separated metric columns for the tables (default: all present).")),
+    ] = None,
 ) -> None:
     """Write a self-contained HTML report (tables, trade-off curves, image grids) and a Markdown summary."""
     from .report import build_report
 
     try:
-        files = build_report(results, out, markdown=markdown, title=title, samples=samples, thumbnail=thumbnail)
+        files = build_report(results, out, markdown=markdown, title=title, samples=samples, thumbnail=thumbnail,
+                             metrics=_split_list(metrics) or None)  # fmt: skip
     except InstructEditError as exc:
         raise _fail(exc) from exc
     typer.echo(f"report: {files.html}\nsummary: {files.markdown}")

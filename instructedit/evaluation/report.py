@@ -135,7 +135,7 @@ def _table_data(
 def _html_table(head: list[str], body: list[list[str]]) -> str:
     cells = "".join(f"<th>{html.escape(h)}</th>" for h in head)
     lines = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in body)
-    return f'<table><thead><tr>{cells}</tr></thead><tbody>{lines}</tbody></table>'
+    return f"<table><thead><tr>{cells}</tr></thead><tbody>{lines}</tbody></table>"
 
 
 def _markdown_table(head: list[str], body: list[list[str]]) -> str:
@@ -206,7 +206,7 @@ def _grid(rows: list[dict[str, Any]], methods: list[str], count: int, size: int)
         caption = f"<b>{html.escape(sample_id)}</b> {html.escape(str(first.get('edit_type') or ''))}<br>"
         caption += f"<small>{html.escape(text)}</small>"
         lines.append(f'<tr><td class="label">{caption}</td>' + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-    header = '<tr><th></th>' + "".join(f"<th>{h}</th>" for h in head) + "</tr>"
+    header = "<tr><th></th>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"
     return f'<table class="grid">{header}{"".join(lines)}</table>'
 
 
@@ -324,11 +324,13 @@ def build_report(
     title: str = "instructedit benchmark",
     samples: int = 8,
     thumbnail: int = 160,
+    metrics: Sequence[str] | None = None,
 ) -> ReportFiles:
     """Write the HTML report and the Markdown summary of ``results`` (folders or ``.jsonl`` files).
 
     Defaults: ``report.html`` and ``summary.md`` in the (first) results folder. ``samples``: rows of the image
-    grid; ``thumbnail``: longest side of the embedded images, in pixels.
+    grid; ``thumbnail``: longest side of the embedded images, in pixels; ``metrics``: the metric columns of the
+    tables (default: every metric present, in catalogue order).
     """
     paths = [results] if isinstance(results, str | Path) else list(results)
     if not paths:
@@ -339,7 +341,12 @@ def build_report(
     html_path = Path(out).expanduser() if out is not None else folder / "report.html"
     md_path = Path(markdown).expanduser() if markdown is not None else html_path.with_name("summary.md")
     good = ok_rows(rows)
-    metrics = metric_names(good)
+    present = metric_names(good)
+    if metrics is not None:
+        unknown = sorted(set(metrics) - set(present))
+        if unknown:
+            raise DatasetError(f"metric(s) {', '.join(unknown)} are not in the results; present: {', '.join(present)}.")
+    columns = list(metrics) if metrics is not None else present
     methods = list(dict.fromkeys(r["method"] for r in rows))
     sections: list[str] = []
     md: list[str] = [f"# {title}", ""]
@@ -352,22 +359,22 @@ def build_report(
     md += [intro, ""]
 
     by = ["method", "setting"]
-    head, body = _table_data(summarize(good, by, metrics), by, metrics, set_rows)
+    head, body = _table_data(summarize(good, by, columns), by, columns, set_rows)
     sections.append("<h2>Per method</h2>" + _html_table(head, body))
     md += ["## Per method (mean ± std)", "", _markdown_table(head, body), ""]
     if any((r.get("num_turns") or 1) > 1 for r in good):
         final = [r for r in good if r.get("final_turn")]
-        head_f, body_f = _table_data(summarize(final, by, metrics), by, metrics)
+        head_f, body_f = _table_data(summarize(final, by, columns), by, columns)
         sections.append("<h2>Final turn only (multi-turn sessions)</h2>" + _html_table(head_f, body_f))
         md += ["## Final turn only", "", _markdown_table(head_f, body_f), ""]
     if any(r.get("edit_type") for r in good):
         by_type = ["edit_type", "method", "setting"]
-        head_t, body_t = _table_data(summarize(good, by_type, metrics), by_type, metrics)
+        head_t, body_t = _table_data(summarize(good, by_type, columns), by_type, columns)
         sections.append("<h2>Per edit type</h2>" + _html_table(head_t, body_t))
 
     plots = []
-    charts = [(x, y, curve_series(good, x, y)) for x, y in _plot_pairs(metrics)]
-    charts += _set_charts(good, metrics, set_rows)
+    charts = [(x, y, curve_series(good, x, y)) for x, y in _plot_pairs(present)]
+    charts += _set_charts(good, present, set_rows)
     for x, y, series in charts:
         if series:
             data = _plot(series, x, y)

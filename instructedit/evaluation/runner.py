@@ -23,6 +23,9 @@ A name no selected method has is an error (a typo would otherwise silently sweep
 Multi-turn datasets (MagicBrush): ``multi_turn="independent"`` edits every turn from its ground-truth input;
 ``"iterative"`` feeds turn k the method's own output of turn k - 1 (same method, settings and seed).
 
+Rows are never deleted: a results folder reused for another configuration keeps both (the report shows all
+of them), so give unrelated runs their own folders.
+
 Sharding: under ``accelerate launch`` (or with ``shard=(i, n)``) process i takes every n-th job group (a job,
 or a whole session in iterative mode) and writes ``results.shard-<i>-of-<n>.jsonl``; the main process merges
 the shards into ``results.jsonl`` at the end (or run :func:`~instructedit.evaluation.results.merge_results`).
@@ -35,8 +38,8 @@ import json
 import os
 import re
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -46,181 +49,21 @@ from PIL import Image
 from ..errors import DatasetError, InstructEditError, InvalidRequestError
 from ..types import EditRequest
 from .datasets import EditDataset, EditSample, LoadedSample
+from .plan import (  # noqa: F401  (re-exported: the runner's public API)
+    MULTI_TURN_MODES,
+    BenchmarkConfig,
+    Job,
+    MethodSpec,
+    job_key,
+    plan_jobs,
+    resolve_method,
+)
 from .results import PARQUET, RESULTS, ResultsWriter, merge_results, read_rows, result_files, shard_name
 from .results import write_parquet as _write_parquet
 from .scoring import Scorer, ScoringInput
 from .set_metrics import SET_METRIC_NAMES, compute_set_metrics
-from .sweep import Sweep, check_sweeps, method_grid, unknown_parameters
 
 RUN_INFO = "run.json"
-MULTI_TURN_MODES = ("independent", "iterative")
-
-
-@dataclass
-class BenchmarkConfig:
-    """What to run. ``methods``: names (or method objects with ``name``, ``needs``, ``defaults``).
-
-    ``params``: fixed parameters, given to the methods that have them. ``models``: weights per method name,
-    per model kind (``t2i``/``ip2p``) or for all (``*``); unset = the engine's default for the method.
-    ``metrics``/``metric_models``: see :class:`~instructedit.evaluation.scoring.Scorer`. ``use_masks``: give
-    the dataset's edit mask to methods that accept one (default: mask-free editing).
-    """
-
-    methods: Sequence[Any]
-    sweeps: Sequence[Sweep] = ()
-    params: Mapping[str, Any] = field(default_factory=dict)
-    models: Mapping[str, str] = field(default_factory=dict)
-    metrics: str | Sequence[str] = "default"
-    metric_models: Mapping[str, str] = field(default_factory=dict)
-    seeds: Sequence[int] = (0,)
-    use_masks: bool = False
-    multi_turn: str = "independent"
-    save_images: bool = True
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "methods": [_method_name(m) for m in self.methods],
-            "sweeps": {s.name: list(s.values) for s in self.sweeps},
-            "params": dict(self.params),
-            "models": dict(self.models),
-            "metrics": self.metrics if isinstance(self.metrics, str) else list(self.metrics),
-            "metric_models": dict(self.metric_models),
-            "seeds": list(self.seeds),
-            "use_masks": self.use_masks,
-            "multi_turn": self.multi_turn,
-        }
-
-
-@dataclass(frozen=True)
-class MethodSpec:
-    """What the runner needs to know of a method."""
-
-    name: str
-    needs: frozenset[str]
-    parameters: frozenset[str]
-    accepts_mask: bool = True
-    model_kind: str | None = None
-
-
-def _method_name(method: Any) -> str:
-    return method if isinstance(method, str) else method.name
-
-
-def resolve_method(method: Any) -> MethodSpec:
-    """A method name (looked up in :mod:`instructedit.methods`) or object -> its :class:`MethodSpec`."""
-    if isinstance(method, str):
-        from .. import engine  # noqa: F401  (importing instructedit.methods first hits a circular import)
-        from ..methods import get_method
-
-        method = get_method(method)
-    return MethodSpec(
-        name=method.name,
-        needs=frozenset(method.needs),
-        parameters=frozenset(method.defaults),
-        accepts_mask=bool(getattr(method, "accepts_mask", True)),
-        model_kind=getattr(method, "model_kind", None),
-    )
-
-
-@dataclass(frozen=True)
-class Job:
-    """One output to produce. ``group``: the sharding unit; ``previous``: key of the turn before (iterative)."""
-
-    key: str
-    group: int
-    sample: EditSample
-    method: MethodSpec
-    params: dict[str, Any]
-    swept: dict[str, Any]
-    seed: int
-    model: str | None
-    use_mask: bool
-    multi_turn: str
-    previous: str | None = None
-    skip_reason: str | None = None
-
-    @property
-    def setting(self) -> str:
-        """A label of the swept values, e.g. ``strength=0.5``; ``default`` when nothing is swept."""
-        return ",".join(f"{k}={v}" for k, v in self.swept.items()) or "default"
-
-
-def _canonical(value: Any) -> Any:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return value
-    return float(value)  # 5 and 5.0 are the same setting
-
-
-def job_key(sample_id: str, method: str, model: str | None, params: Mapping[str, Any], seed: int,
-            use_mask: bool, multi_turn: str) -> str:  # fmt: skip
-    """The stable identity of a job: 16 hex digits of a SHA-256 over its defining fields."""
-    payload = {
-        "sample": sample_id,
-        "method": method,
-        "model": model,
-        "params": {k: _canonical(v) for k, v in sorted(params.items())},
-        "seed": seed,
-        "mask": use_mask,
-        "turns": multi_turn,
-    }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-_TEXT_OF_NEED = {"instruction": "instruction", "source": "source_caption", "target": "target_caption"}
-
-
-def _model_for(spec: MethodSpec, models: Mapping[str, str]) -> str | None:
-    for key in (spec.name, spec.model_kind, "*"):
-        if key and key in models:
-            return models[key]
-    return None
-
-
-def plan_jobs(dataset: EditDataset, config: BenchmarkConfig) -> list[Job]:
-    """Every job of ``config`` on ``dataset``, in run order (sample-major; sessions in turn order)."""
-    if not config.methods:
-        raise InvalidRequestError("no methods given: pass at least one, e.g. --methods sdedit,ip2p.")
-    if config.multi_turn not in MULTI_TURN_MODES:
-        modes = ", ".join(MULTI_TURN_MODES)
-        raise InvalidRequestError(f"multi_turn must be one of {modes}, got '{config.multi_turn}'.")
-    if not config.seeds:
-        raise InvalidRequestError("no seeds given: pass at least one seed.")
-    specs = [resolve_method(m) for m in config.methods]
-    names = [s.name for s in specs]
-    if len(set(names)) != len(names):
-        raise InvalidRequestError(f"method listed twice in {', '.join(names)}.")
-    check_sweeps(config.sweeps)
-    parameters = {s.name: s.parameters for s in specs}
-    unknown = unknown_parameters([s.name for s in config.sweeps] + list(config.params), parameters)
-    if unknown:
-        known = ", ".join(f"{n}: {', '.join(sorted(p))}" for n, p in parameters.items())
-        raise InvalidRequestError(f"no selected method has parameter(s) {', '.join(unknown)} ({known}).")
-    iterative = config.multi_turn == "iterative"
-    jobs: list[Job] = []
-    groups: dict[tuple, int] = {}
-    previous: dict[tuple, str] = {}
-    for sample in dataset:
-        for spec in specs:
-            fixed = {k: v for k, v in config.params.items() if k in spec.parameters}
-            missing = [_TEXT_OF_NEED[n] for n in sorted(spec.needs) if not getattr(sample, _TEXT_OF_NEED[n], None)]
-            for swept in method_grid(spec.parameters, config.sweeps):
-                params = {**fixed, **swept}
-                for seed in config.seeds:
-                    model = _model_for(spec, config.models)
-                    use_mask = config.use_masks and spec.accepts_mask and sample.mask is not None
-                    key = job_key(sample.id, spec.name, model, params, seed, use_mask,
-                                  config.multi_turn if iterative and sample.num_turns > 1 else "independent")
-                    chain = (sample.session_id or sample.id, spec.name, model, json.dumps(params, sort_keys=True), seed)
-                    unit = chain if iterative else (key,)
-                    group = groups.setdefault(unit, len(groups))
-                    prior = previous.get(chain) if iterative and sample.turn > 1 else None
-                    previous[chain] = key
-                    jobs.append(Job(
-                        key=key, group=group, sample=sample, method=spec, params=params, swept=dict(swept),
-                        seed=seed, model=model, use_mask=use_mask, multi_turn=config.multi_turn, previous=prior,
-                        skip_reason=f"{spec.name} needs a {', '.join(missing)} the sample lacks" if missing else None,
-                    ))  # fmt: skip
-    return jobs
 
 
 @dataclass
@@ -281,10 +124,11 @@ class _Run:
         """Where the report finds the sample's image: its own file, or a copy saved under ``refs/``."""
         if image is None:
             return None
-        ref = getattr(sample, which if which != "source" else "source")
+        ref = getattr(sample, which)
         if ref is not None and ref.path is not None and ref.convert is None and which != "mask":
             return str(Path(ref.path).resolve())
-        relative = Path("refs") / _safe(sample.id) / f"{which}.png"
+        unique = hashlib.sha256(sample.id.encode()).hexdigest()[:8]  # ids "a/b" and "a_b" get their own folder
+        relative = Path("refs") / f"{_safe(sample.id)}-{unique}" / f"{which}.png"
         if not (self.out / relative).is_file():
             _save(image, self.out / relative)
         return relative.as_posix()
@@ -338,7 +182,7 @@ class _Run:
         record = result.record.to_dict() if hasattr(result.record, "to_dict") else dict(result.record)
         out: dict[str, Any] = {"status": "ok", "record": record, "wall_time_s": round(elapsed, 4)}
         out["model"] = record.get("model", job.model)
-        if self.config.save_images:
+        if self.config.save_images or (job.multi_turn == "iterative" and sample.num_turns > 1):  # next turn reads it
             _save(result.image, self.out / f"{stem}.png", {"instructedit": json.dumps(record, sort_keys=True),
                                                          "instructedit.sample": sample.id})  # fmt: skip
             out["output_image"] = f"{stem.as_posix()}.png"

@@ -59,9 +59,7 @@ def _range(name: str, text: str) -> list[Any]:
         raise InvalidRequestError(f"sweep {name}={text}: START, STOP and STEP must be numbers.")
     start, stop, step = values
     if step == 0 or (stop - start) * step < 0:
-        raise InvalidRequestError(
-            f"sweep {name}={text}: STEP must be non-zero and lead from START to STOP."
-        )
+        raise InvalidRequestError(f"sweep {name}={text}: STEP must be non-zero and lead from START to STOP.")
     count = math.floor((stop - start) / step + 1e-9) + 1
     if count > _MAX_VALUES:
         raise InvalidRequestError(f"sweep {name}={text} has {count} values; use a larger STEP.")

@@ -16,9 +16,7 @@ def read_json(path: Path, what: str) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DatasetError(
-            f"{what} '{path}' is not valid JSON ({exc}); re-download or fix the file."
-        ) from exc
+        raise DatasetError(f"{what} '{path}' is not valid JSON ({exc}); re-download or fix the file.") from exc
 
 
 def read_jsonl(path: Path, what: str) -> list[tuple[int, Any]]:
@@ -32,9 +30,7 @@ def read_jsonl(path: Path, what: str) -> list[tuple[int, Any]]:
         try:
             records.append((number, json.loads(line)))
         except json.JSONDecodeError as exc:
-            raise DatasetError(
-                f"{what} '{path}' line {number} is not valid JSON ({exc}); fix that line."
-            ) from exc
+            raise DatasetError(f"{what} '{path}' line {number} is not valid JSON ({exc}); fix that line.") from exc
     return records
 
 
@@ -45,8 +41,7 @@ def optional_text(record: dict[str, Any], key: str, sample_id: str) -> str | Non
         return None
     if not isinstance(value, str):
         raise DatasetError(
-            f"sample '{sample_id}': field '{key}' must be a string, got {type(value).__name__}; "
-            "fix the annotation."
+            f"sample '{sample_id}': field '{key}' must be a string, got {type(value).__name__}; fix the annotation."
         )
     value = value.strip()
     return value or None

@@ -58,9 +58,7 @@ def read_magicbrush(root: str | Path, split: str = "test") -> EditDataset:
     """Read MagicBrush from an unzipped split folder, its parent, a parquet file or a parquet folder."""
     root = Path(root).expanduser()
     if not root.exists():
-        raise DatasetError(
-            f"MagicBrush path '{root}' does not exist: pass the unzipped folder or parquet files."
-        )
+        raise DatasetError(f"MagicBrush path '{root}' does not exist: pass the unzipped folder or parquet files.")
     parquet = root.is_dir() and not _has_sessions(root, split) and _parquet_files(root)
     if root.suffix == ".parquet" or parquet:
         return _read_parquet(root, split)
@@ -68,8 +66,7 @@ def read_magicbrush(root: str | Path, split: str = "test") -> EditDataset:
     sessions = read_json(folder / "edit_sessions.json", "MagicBrush edit_sessions.json")
     if not isinstance(sessions, dict):
         raise DatasetError(
-            f"MagicBrush '{folder / 'edit_sessions.json'}' must map img_id to a list of turns; "
-            "re-download it."
+            f"MagicBrush '{folder / 'edit_sessions.json'}' must map img_id to a list of turns; re-download it."
         )
     global_desc = _captions(folder, "global_descriptions.json")
     local_desc = _captions(folder, "local_descriptions.json")
@@ -77,13 +74,10 @@ def read_magicbrush(root: str | Path, split: str = "test") -> EditDataset:
     for img_id, turns in sessions.items():
         if not isinstance(turns, list) or not turns:
             raise DatasetError(
-                f"sample '{img_id}': MagicBrush session must be a non-empty list of turns; "
-                "fix edit_sessions.json."
+                f"sample '{img_id}': MagicBrush session must be a non-empty list of turns; fix edit_sessions.json."
             )
         for index, turn in enumerate(turns, start=1):
-            samples.append(
-                _zip_turn(folder, str(img_id), index, len(turns), turn, global_desc, local_desc, split)
-            )
+            samples.append(_zip_turn(folder, str(img_id), index, len(turns), turn, global_desc, local_desc, split))
     return EditDataset(f"magicbrush-{split}", samples, kind="magicbrush", root=str(folder))
 
 
@@ -103,30 +97,23 @@ def _zip_turn(
 ) -> EditSample:
     sample_id = f"{img_id}_{turn}"
     if not isinstance(record, dict):
-        raise DatasetError(
-            f"sample '{sample_id}': MagicBrush turn must be an object; fix edit_sessions.json."
-        )
+        raise DatasetError(f"sample '{sample_id}': MagicBrush turn must be an object; fix edit_sessions.json.")
     for key in ("input", "output", "instruction"):
         if not isinstance(record.get(key), str) or not record[key].strip():
-            raise DatasetError(
-                f"sample '{sample_id}': MagicBrush turn lacks a '{key}' string; fix edit_sessions.json."
-            )
+            raise DatasetError(f"sample '{sample_id}': MagicBrush turn lacks a '{key}' string; fix edit_sessions.json.")
     images = folder / "images" / img_id
 
     def ref(name: str, what: str, **kwargs: Any) -> ImageRef:
         path = images / name
         if not path.is_file():
             raise DatasetError(
-                f"sample '{sample_id}': {what} file '{path}' is missing; "
-                f"restore the MagicBrush {split} images."
+                f"sample '{sample_id}': {what} file '{path}' is missing; restore the MagicBrush {split} images."
             )
         return ImageRef(path, **kwargs)
 
     mask_name = record.get("mask")
     if mask_name is not None and not isinstance(mask_name, str):
-        raise DatasetError(
-            f"sample '{sample_id}': MagicBrush 'mask' must be a file name; fix edit_sessions.json."
-        )
+        raise DatasetError(f"sample '{sample_id}': MagicBrush 'mask' must be a file name; fix edit_sessions.json.")
     captions = global_desc.get(img_id, {})
     extra: dict[str, Any] = {"input_file": record["input"], "output_file": record["output"]}
     local = local_desc.get(img_id, {}).get(record["output"])
@@ -191,8 +178,7 @@ def _read_parquet(root: Path, split: str) -> EditDataset:
         import pyarrow.parquet as pq
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise DatasetError(
-            "reading MagicBrush parquet files needs pyarrow: `pip install pyarrow`, "
-            "or use the unzipped layout."
+            "reading MagicBrush parquet files needs pyarrow: `pip install pyarrow`, or use the unzipped layout."
         ) from exc
     files = _parquet_files(root)
     if root.is_dir():

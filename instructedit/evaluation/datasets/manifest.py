@@ -61,9 +61,7 @@ def sample_from_record(record: Any, base: Path, default_id: str, *, image: Path 
     target_caption = optional_text(record, "target_caption", sample_id)
     target_caption = target_caption or optional_text(record, "target", sample_id)
     if instruction is None and target_caption is None:
-        raise DatasetError(
-            f"sample '{sample_id}': give an 'instruction' or a 'target_caption' saying what to edit."
-        )
+        raise DatasetError(f"sample '{sample_id}': give an 'instruction' or a 'target_caption' saying what to edit.")
     turn, num_turns = record.get("turn", 1), record.get("num_turns", record.get("turn", 1))
     if not (isinstance(turn, int) and isinstance(num_turns, int) and 1 <= turn <= num_turns):
         raise DatasetError(
@@ -115,9 +113,7 @@ def read_folder(root: str | Path, *, instruction: str | None = None) -> EditData
         raise DatasetError(f"'{root}' is not a folder of images.")
     if (root / "manifest.jsonl").is_file():
         return read_manifest(root / "manifest.jsonl")
-    images = sorted(
-        p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not _is_sidecar_image(p)
-    )
+    images = sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not _is_sidecar_image(p))
     if not images:
         raise DatasetError(f"folder '{root}' holds no images ({', '.join(IMAGE_SUFFIXES)}).")
     samples = []

@@ -52,9 +52,7 @@ def validate_pie_rle(encoded: Any, shape: tuple[int, int] = PIE_MASK_SHAPE) -> l
     if not isinstance(encoded, list):
         raise ValueError(f"the mask must be a list of integers, got {type(encoded).__name__}")
     if len(encoded) % 2:
-        raise ValueError(
-            f"the mask RLE has an odd number of values ({len(encoded)}); it must hold start/length pairs"
-        )
+        raise ValueError(f"the mask RLE has an odd number of values ({len(encoded)}); it must hold start/length pairs")
     if not all(isinstance(v, int) and not isinstance(v, bool) for v in encoded):
         raise ValueError("the mask RLE must hold only integers")
     if any(v < 0 for v in encoded):
@@ -66,9 +64,7 @@ def validate_pie_rle(encoded: Any, shape: tuple[int, int] = PIE_MASK_SHAPE) -> l
     return encoded
 
 
-def decode_pie_mask(
-    encoded: list[int], shape: tuple[int, int] = PIE_MASK_SHAPE, *, border: bool = True
-) -> np.ndarray:
+def decode_pie_mask(encoded: list[int], shape: tuple[int, int] = PIE_MASK_SHAPE, *, border: bool = True) -> np.ndarray:
     """Decode a PIE-Bench RLE mask into a ``uint8`` array of 0/1 of ``shape`` (rows, columns).
 
     Same result as PIE-Bench's ``mask_decode``: runs of ones at 0-based ``start`` of ``length`` over the
@@ -118,8 +114,7 @@ def read_piebench(root: str | Path, *, border: bool = True, images: str | Path |
     mapping = root if root.is_file() else root / "mapping_file.json"
     if not mapping.is_file():
         raise DatasetError(
-            f"'{root}' is not a PIE-Bench folder: expected '{mapping}' (download PIE-Bench and pass its "
-            "data folder)."
+            f"'{root}' is not a PIE-Bench folder: expected '{mapping}' (download PIE-Bench and pass its data folder)."
         )
     image_root = Path(images).expanduser() if images is not None else mapping.parent / "annotation_images"
     data = read_json(mapping, "PIE-Bench mapping file")
@@ -137,9 +132,7 @@ def _sample(sample_id: str, item: Any, image_root: Path, border: bool) -> EditSa
         raise DatasetError(f"sample '{sample_id}': 'image_path' is missing; fix mapping_file.json.")
     path = image_root / image_path
     if not path.is_file():
-        raise DatasetError(
-            f"sample '{sample_id}': image '{path}' is missing; restore PIE-Bench annotation_images."
-        )
+        raise DatasetError(f"sample '{sample_id}': image '{path}' is missing; restore PIE-Bench annotation_images.")
     type_id = item.get("editing_type_id", sample_id[:1])
     type_id = str(type_id)
     if type_id not in PIE_EDIT_TYPES:
@@ -151,8 +144,7 @@ def _sample(sample_id: str, item: Any, image_root: Path, border: bool) -> EditSa
     instruction = optional_text(item, "editing_instruction", sample_id)
     if editing is None and instruction is None:
         raise DatasetError(
-            f"sample '{sample_id}': neither 'editing_prompt' nor 'editing_instruction' is given; "
-            "fix the annotation."
+            f"sample '{sample_id}': neither 'editing_prompt' nor 'editing_instruction' is given; fix the annotation."
         )
     mask = None
     if item.get("mask") is not None:

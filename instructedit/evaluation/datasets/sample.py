@@ -195,9 +195,7 @@ class LoadedSample:
 class EditDataset:
     """An ordered collection of :class:`EditSample` with unique ids (annotations eager, images lazy)."""
 
-    def __init__(
-        self, name: str, samples: list[EditSample], *, kind: str = "custom", root: str | None = None
-    ) -> None:
+    def __init__(self, name: str, samples: list[EditSample], *, kind: str = "custom", root: str | None = None) -> None:
         seen: set[str] = set()
         for sample in samples:
             if not sample.id:
@@ -247,9 +245,7 @@ class EditDataset:
             wanted = set(ids)
             unknown = wanted - {s.id for s in samples}
             if unknown:
-                raise DatasetError(
-                    f"dataset '{self.name}': unknown sample ids {sorted(unknown)[:5]}; check the ids."
-                )
+                raise DatasetError(f"dataset '{self.name}': unknown sample ids {sorted(unknown)[:5]}; check the ids.")
             samples = [s for s in samples if s.id in wanted]
         if edit_types is not None:
             known = set(self.edit_types())

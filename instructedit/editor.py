@@ -10,17 +10,17 @@ from collections.abc import Callable
 import torch
 from PIL import Image
 
-from .. import __version__
-from ..errors import InvalidModelError, InvalidRequestError
-from ..io import crop_to, load_image, load_mask, pad_to_multiple, validate_text
-from ..methods import get_method
-from ..methods.base import EditContext, Method
-from ..types import EditRecord, EditRequest, EditResult
-from .blending import mask_to_pixels
-from .components import ComponentCache, Components, resolve_device, resolve_dtype
-from .guidance import UNetCounter
-from .latents import decode, image_to_tensor, mask_to_tensor, tensor_to_image
-from .prompts import PromptEncoder
+from . import __version__
+from .errors import InvalidModelError, InvalidRequestError
+from .io import crop_to, load_image, load_mask, pad_to_multiple, validate_text
+from .methods import get_method
+from .methods.base import EditContext, Method
+from .types import EditRecord, EditRequest, EditResult
+from .engine.blending import mask_to_pixels
+from .engine.components import ComponentCache, Components, resolve_device, resolve_dtype
+from .engine.guidance import UNetCounter
+from .engine.latents import decode, image_to_tensor, mask_to_tensor, tensor_to_image
+from .engine.prompts import PromptEncoder
 
 ProgressFactory = Callable[[int], object]
 
@@ -60,7 +60,7 @@ class Editor:
         """The model a request runs on: the one asked for, else this editor's default for the method's kind."""
         if requested:
             return requested
-        from ..models.builtin import builtin_model
+        from .models.builtin import builtin_model
 
         return self.default_models.get(method.model_kind) or builtin_model(method.model_kind) or method.default_model
 

@@ -1,0 +1,135 @@
+"""``instructedit``: a thin command line over the public Python API.
+
+    instructedit edit IMAGE "make the circle red" -o out.png
+    instructedit edit IMAGE --method diffedit --source "a red circle" --target "a blue circle" -o out.png
+    instructedit methods
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .errors import InstructEditError, InvalidRequestError
+
+app = typer.Typer(
+    help="Edit images with words: SDEdit, DDIM encode-decode, DiffEdit, InstructPix2Pix.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code=2)
+
+
+def _parse_params(pairs: list[str]) -> dict[str, object]:
+    params: dict[str, object] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise InvalidRequestError(f"--param '{pair}' is not NAME=VALUE: write e.g. --param mask_smoothing=1.0")
+        name, value = pair.split("=", 1)
+        try:
+            params[name.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            params[name.strip()] = value
+    return params
+
+
+@app.command()
+def edit(
+    image: Annotated[Path, typer.Argument(help="Input image (PNG, JPEG, WebP ...).")],
+    instruction: Annotated[str | None, typer.Argument(help="The edit, e.g. 'make the circle red'.")] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the edited image (.png keeps the "
+                                         "record in its text chunks).")] = Path("edited.png"),
+    method: Annotated[str, typer.Option(help="Editing method; see `instructedit methods`.")] = "ip2p",
+    model: Annotated[str | None, typer.Option(help="Hub id or local diffusers folder; default: the method's "
+                                              "built-in model.")] = None,
+    source: Annotated[str | None, typer.Option(help="Caption of the input image.")] = None,
+    target: Annotated[str | None, typer.Option(help="Caption of the edited image.")] = None,
+    mask: Annotated[Path | None, typer.Option(help="Edit mask, white = edit, same size as the image.")] = None,
+    strength: Annotated[float | None, typer.Option(help="SDEdit/encode-decode strength; DiffEdit "
+                                                   "inpaint_strength.")] = None,
+    steps: Annotated[int | None, typer.Option(help="num_inference_steps.")] = None,
+    guidance: Annotated[float | None, typer.Option(help="guidance_scale (text).")] = None,
+    image_guidance: Annotated[float | None, typer.Option(help="image_guidance_scale (InstructPix2Pix).")] = None,
+    param: Annotated[list[str] | None, typer.Option(help="Any other method parameter as NAME=VALUE "
+                                                    "(repeatable).")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same image.")] = 0,
+    device: Annotated[str | None, typer.Option(help="cpu or cuda (default: cuda when present).")] = None,
+    dtype: Annotated[str | None, typer.Option(help="float32, float16 or bfloat16 (default: fp32 on CPU, fp16 on "
+                                              "CUDA).")] = None,
+    save_mask: Annotated[Path | None, typer.Option(help="Also write the mask used or produced (DiffEdit).")] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar over the denoising steps.")] = True,
+) -> None:
+    """Edit IMAGE as INSTRUCTION (or --source/--target captions) say and write the result."""
+    from .editor import Editor
+    from .io import save_image
+    from .methods import get_method
+    from .types import EditRequest
+
+    try:
+        chosen = get_method(method)
+        params = _parse_params(param or [])
+        strength_name = "inpaint_strength" if chosen.name == "diffedit" else "strength"
+        for name, value in ((strength_name, strength), ("num_inference_steps", steps), ("guidance_scale", guidance),
+                            ("image_guidance_scale", image_guidance)):
+            if value is not None:
+                params[name] = value
+        editor = Editor(device=device, dtype=dtype, progress=progress)
+        result = editor.edit(EditRequest(
+            image=str(image), instruction=instruction, source=source, target=target,
+            mask=str(mask) if mask else None, method=chosen.name, params=params, seed=seed, model=model,
+        ))
+        record = result.record.to_json()
+        save_image(result.image, output, metadata={"instructedit": record})
+        if save_mask is not None:
+            if result.mask is None:
+                raise InvalidRequestError(f"{chosen.name} used no mask, so there is none to save: drop --save-mask")
+            save_image(result.mask, save_mask, metadata={"instructedit": record})
+    except InstructEditError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"wrote {output} ({result.record.method}, {result.record.unet_calls} UNet calls, "
+               f"{result.record.wall_time_s:.2f} s)")
+
+
+@app.command()
+def methods() -> None:
+    """List the editing methods, the texts they need, and their parameters with defaults."""
+    from .methods import available_methods
+
+    for m in available_methods():
+        aliases = f" (aliases: {', '.join(m.aliases)})" if m.aliases else ""
+        typer.echo(f"{m.name}{aliases}\n  {m.description}")
+        typer.echo(f"  needs: {', '.join(sorted(m.needs))}; mask: {'optional' if m.accepts_mask else 'no'}; "
+                   f"model: {m.model_kind} (default {m.default_model})")
+        for p in m.params:
+            typer.echo(f"    {p.name} = {p.default!r}  -- {p.help}")
+
+
+def _mount_subcommands() -> None:
+    from .domain.cli import app as domain_app
+    from .evaluation.cli import register as register_evaluation
+    from .training.cli import app as train_app
+
+    app.add_typer(train_app, name="train")
+    app.add_typer(domain_app, name="domain")
+    register_evaluation(app)
+
+
+_mount_subcommands()
+
+
+def main() -> None:
+    """Console entry point."""
+    app(prog_name="instructedit")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

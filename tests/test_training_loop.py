@@ -1,0 +1,217 @@
+"""The training loop and the three trainers on tiny models: exact resumption after an interruption, checkpoints,
+loss log, the saved pipelines, the VAE scaling factor, and the CLI."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from instructedit.errors import NumericalError
+from instructedit.training.checkpoints import list_checkpoints
+from instructedit.training.diffusion_task import (
+    InstructPix2PixSettings,
+    InstructPix2PixTask,
+    Text2ImageSettings,
+    Text2ImageTask,
+)
+from instructedit.training.loop import TrainingConfig, TrainingTask, train
+from instructedit.training.loss_log import read_loss_log
+from instructedit.training.models import small_vae
+from instructedit.training.toy_data import write_toy_datasets
+from instructedit.training.vae_trainer import VAESettings, VAETask
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    return write_toy_datasets(tmp_path_factory.mktemp("toy"), num_samples=6, resolution=16)
+
+
+@pytest.fixture(scope="module")
+def vae_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("vae") / "vae"
+    small_vae((8, 16), sample_size=16).save_pretrained(folder)
+    return folder
+
+
+def _t2i_settings(toy, vae_dir, **overrides) -> Text2ImageSettings:
+    settings = Text2ImageSettings(
+        data_dir=toy["t2i"],
+        resolution=16,
+        vae=str(vae_dir),
+        text_hidden_size=32,
+        text_layers=1,
+        max_text_length=8,
+        unet_channels=(16, 32),
+        text_corpus=toy["edit"],
+    )
+    return replace(settings, **overrides)
+
+
+def _config(output_dir: Path, **overrides) -> TrainingConfig:
+    base = TrainingConfig(
+        output_dir=output_dir,
+        max_train_steps=4,
+        train_batch_size=3,
+        learning_rate=1e-3,
+        lr_scheduler="cosine",
+        lr_warmup_steps=1,
+        checkpointing_steps=2,
+        use_ema=True,
+        ema_decay=0.9,
+        progress_bar=False,
+    )
+    return replace(base, **overrides)
+
+
+class _Interrupted(Exception):
+    pass
+
+
+class _InterruptingText2Image(Text2ImageTask):
+    """Raises on micro-step ``stop_at`` (counted from 0), as a killed process would stop."""
+
+    stop_at = 2
+
+    def compute_loss(self, modules, batch, generator, accelerator):
+        if self.stop_at == 0:
+            raise _Interrupted
+        self.stop_at -= 1
+        return super().compute_loss(modules, batch, generator, accelerator)
+
+
+def _weights(folder: Path) -> dict[str, torch.Tensor]:
+    tensors = {}
+    for part in ("unet/diffusion_pytorch_model.safetensors", "text_encoder/model.safetensors"):
+        tensors.update({f"{part}:{k}": v for k, v in load_file(folder / part).items()})
+    return tensors
+
+
+def test_interrupted_then_resumed_run_equals_an_uninterrupted_one(toy, vae_dir, tmp_path):
+    straight = train(Text2ImageTask(_t2i_settings(toy, vae_dir)), _config(tmp_path / "straight"))
+
+    with pytest.raises(_Interrupted):
+        train(_InterruptingText2Image(_t2i_settings(toy, vae_dir)), _config(tmp_path / "resumed"))
+    assert [p.name for p in list_checkpoints(tmp_path / "resumed")] == ["checkpoint-2"]
+    resumed = train(Text2ImageTask(_t2i_settings(toy, vae_dir)), _config(tmp_path / "resumed", resume=True))
+
+    assert resumed.resumed_from == 2 and resumed.global_step == straight.global_step == 4
+    a, b = _weights(straight.output), _weights(resumed.output)
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    log_a, log_b = read_loss_log(tmp_path / "straight"), read_loss_log(tmp_path / "resumed")
+    assert [r["step"] for r in log_b] == [1, 2, 3, 4]
+    assert [r["loss"] for r in log_a] == [r["loss"] for r in log_b]
+    assert [r["lr"] for r in log_a] == [r["lr"] for r in log_b]
+    assert [p.name for p in list_checkpoints(tmp_path / "straight")] == ["checkpoint-2", "checkpoint-4"]
+
+
+def test_text2image_output_is_a_working_pipeline_and_ip2p_starts_from_it(toy, vae_dir, tmp_path):
+    from diffusers import DiffusionPipeline
+
+    t2i = train(
+        Text2ImageTask(_t2i_settings(toy, vae_dir, cache_latents=True, prediction_type="v_prediction")),
+        _config(tmp_path / "t2i", max_train_steps=2, use_ema=False, checkpoints_total_limit=1, checkpointing_steps=1),
+    )
+    assert [p.name for p in list_checkpoints(tmp_path / "t2i")] == ["checkpoint-2"]
+    pipe = DiffusionPipeline.from_pretrained(t2i.output)
+    assert type(pipe).__name__ == "StableDiffusionPipeline"
+    assert pipe.scheduler.config.prediction_type == "v_prediction"
+    assert pipe.tokenizer.model_max_length == 8
+    image = pipe("a red square", num_inference_steps=2, height=16, width=16, output_type="np").images
+    assert image.shape == (1, 16, 16, 3)
+
+    settings = InstructPix2PixSettings(
+        data_dir=toy["edit"], resolution=16, pretrained_model=str(t2i.output), snr_gamma=5.0, cache_latents=True
+    )
+    ip2p = train(InstructPix2PixTask(settings), _config(tmp_path / "ip2p", max_train_steps=2))
+    edit = DiffusionPipeline.from_pretrained(ip2p.output)
+    assert type(edit).__name__ == "StableDiffusionInstructPix2PixPipeline"
+    assert edit.unet.config.in_channels == 8
+    assert edit.scheduler.config.prediction_type == "v_prediction"  # kept from the text-to-image model
+    # the frozen parts are the text-to-image model's
+    assert torch.equal(edit.vae.encoder.conv_in.weight, pipe.vae.encoder.conv_in.weight)
+    assert torch.equal(edit.text_encoder.get_input_embeddings().weight, pipe.text_encoder.get_input_embeddings().weight)
+
+
+def test_vae_training_sets_a_unit_variance_scaling_factor(toy, tmp_path):
+    from diffusers import AutoencoderKL
+
+    from instructedit.training.data import ImageCaptionColumns, ImageCaptionDataset
+    from instructedit.training.latents import latent_std
+
+    settings = VAESettings(data_dir=toy["t2i"], resolution=16, block_out_channels=(8, 16), crop_size=8)
+    result = train(VAETask(settings), _config(tmp_path / "vae", max_train_steps=2, use_ema=False))
+    vae = AutoencoderKL.from_pretrained(result.output)
+    metrics = json.loads((tmp_path / "vae" / "vae_metrics.json").read_text())
+    assert vae.config.scaling_factor == pytest.approx(metrics["scaling_factor"])
+    data = ImageCaptionDataset(toy["t2i"], 16, ImageCaptionColumns(caption=None))
+    assert latent_std(vae, data) * vae.config.scaling_factor == pytest.approx(1.0, rel=1e-4)
+    assert metrics["train_psnr_db"] > 0
+
+
+class _LinearTask(TrainingTask):
+    name = "linear"
+
+    def __init__(self, target: float) -> None:
+        self.model = torch.nn.Linear(1, 1)
+        self.target = target
+
+    def dataset(self):
+        return [{"x": torch.ones(1), "index": i} for i in range(4)]
+
+    def trainable_modules(self):
+        return {"model": self.model}
+
+    def compute_loss(self, modules, batch, generator, accelerator):
+        return (modules["model"](batch["x"]) - self.target).pow(2).mean()
+
+    def save_final(self, modules, output_dir):
+        return output_dir
+
+
+def test_non_finite_loss_is_a_numerical_error(tmp_path):
+    with pytest.raises(NumericalError, match="step 1"):
+        train(_LinearTask(float("nan")), _config(tmp_path, use_ema=False))
+
+
+def test_cli_reports_malformed_data_in_one_line_and_trains(toy, tmp_path):
+    from instructedit.training.cli import app
+
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "metadata.jsonl").write_text('{"file_name": "a.png", "text": "x"}\n{oops\n')
+    runner = CliRunner()
+    result = runner.invoke(app, ["vae", "--data", str(bad), "--output-dir", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert "metadata.jsonl, line 2 is not valid JSON" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+    args = [
+        "vae",
+        "--data",
+        str(toy["t2i"]),
+        "--output-dir",
+        str(tmp_path / "cli"),
+        "--resolution",
+        "16",
+        "--channels",
+        "8,16",
+        "--max-train-steps",
+        "1",
+        "--batch-size",
+        "2",
+        "--no-progress",
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "cli" / "vae" / "config.json").is_file()
+    assert read_loss_log(tmp_path / "cli")[0]["step"] == 1
+    result = runner.invoke(app, [*args[:-5], "--max-train-steps", "2", "--resume", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert [r["step"] for r in read_loss_log(tmp_path / "cli")] == [1, 2]
