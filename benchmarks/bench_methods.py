@@ -17,19 +17,22 @@ import numpy as np
 import torch
 from PIL import Image
 
-from instructedit import EditRequest, Editor
+from instructedit import Editor, EditRequest
 from instructedit.engine.guidance import UNetCounter
 from instructedit.models.tiny import save_tiny_pipeline
 
 
-def _median_time(fn, repeats: int) -> tuple[float, object]:
-    fn()
-    times, out = [], None
+def _median_times(fns, repeats: int) -> list[float]:
+    """Median wall time of each function; runs alternate (A, B, A, B ...) so load drift hits both alike."""
+    for fn in fns:
+        fn()
+    times: list[list[float]] = [[] for _ in fns]
     for _ in range(repeats):
-        start = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), out
+        for i, fn in enumerate(fns):
+            start = time.perf_counter()
+            fn()
+            times[i].append(time.perf_counter() - start)
+    return [statistics.median(t) for t in times]
 
 
 def _count(unet, fn) -> tuple[int, int]:
@@ -101,16 +104,17 @@ def main() -> None:
                            generator=torch.Generator().manual_seed(0))),
         ("encode-decode", c_t2i, ours("encode-decode", t2i, source=src, target=tgt), None),
     ]
-    print(f"{args.size}x{args.size} px, {steps} steps, median of {args.repeats}, torch threads {torch.get_num_threads()}")
+    threads = torch.get_num_threads()
+    print(f"{args.size}x{args.size} px, {steps} steps, median of {args.repeats}, torch threads {threads}")
     print(f"{'method':<14} {'ours s':>8} {'diffusers s':>12} {'ratio':>6} {'ours calls/evals':>17} "
           f"{'diffusers calls/evals':>22}")
     for name, comps, mine, reference in cases:
-        ours_t, _ = _median_time(mine, args.repeats)
         ours_n = _count(comps.unet, mine)
         if reference is None:
+            (ours_t,) = _median_times([mine], args.repeats)
             print(f"{name:<14} {ours_t:8.3f} {'-':>12} {'-':>6} {ours_n[0]:>8}/{ours_n[1]:<8} {'(no pipeline)':>22}")
             continue
-        ref_t, _ = _median_time(reference, args.repeats)
+        ours_t, ref_t = _median_times([mine, reference], args.repeats)
         ref_n = _count(comps.unet, reference)
         print(f"{name:<14} {ours_t:8.3f} {ref_t:12.3f} {ref_t / ours_t:6.2f} {ours_n[0]:>8}/{ours_n[1]:<8} "
               f"{ref_n[0]:>11}/{ref_n[1]:<10}")

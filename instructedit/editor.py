@@ -11,16 +11,16 @@ import torch
 from PIL import Image
 
 from . import __version__
-from .errors import InvalidModelError, InvalidRequestError
-from .io import crop_to, load_image, load_mask, pad_to_multiple, validate_text
-from .methods import get_method
-from .methods.base import EditContext, Method
-from .types import EditRecord, EditRequest, EditResult
 from .engine.blending import mask_to_pixels
 from .engine.components import ComponentCache, Components, resolve_device, resolve_dtype
 from .engine.guidance import UNetCounter
 from .engine.latents import decode, image_to_tensor, mask_to_tensor, tensor_to_image
 from .engine.prompts import PromptEncoder
+from .errors import InvalidModelError, InvalidRequestError
+from .io import crop_to, load_image, load_mask, pad_to_multiple, validate_text
+from .methods import get_method
+from .methods.base import EditContext, Method
+from .types import EditRecord, EditRequest, EditResult
 
 ProgressFactory = Callable[[int], object]
 
@@ -145,9 +145,9 @@ def _validate_texts(method: Method, request: EditRequest) -> dict[str, str | Non
 def _check_model_kind(method: Method, components: Components) -> None:
     if method.model_kind == "ip2p" and not components.is_instruct:
         raise InvalidModelError(
-            f"{method.name} needs an InstructPix2Pix model (UNet with {2 * components.latent_channels} input channels), "
-            f"but '{components.name}' has {components.unet.config.in_channels}: pass --model timbrooks/instruct-pix2pix "
-            "or another InstructPix2Pix checkpoint"
+            f"{method.name} needs an InstructPix2Pix model (UNet with {2 * components.latent_channels} input "
+            f"channels), but '{components.name}' has {components.unet.config.in_channels}: pass --model "
+            "timbrooks/instruct-pix2pix or another InstructPix2Pix checkpoint"
         )
     if method.model_kind == "t2i" and components.is_instruct:
         raise InvalidModelError(

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from instructedit import EditRequest
-from instructedit import Editor
+from instructedit import Editor, EditRequest
 from instructedit.engine import load_components
 
 PREDICTION_TYPES = ["epsilon", "v_prediction"]
@@ -148,7 +147,7 @@ def test_diffedit_aligned_blend_keeps_unmasked_latents_exactly(editor, tiny_pipe
 
 @pytest.mark.parametrize("prediction_type", PREDICTION_TYPES)
 def test_encode_decode_equals_inverse_scheduler_and_pipeline(editor, tiny_pipeline_dir, test_image, prediction_type):
-    """Inversion = diffusers' DDIMInverseScheduler loop (DiffEdit ``invert``); decoding = ``StableDiffusionPipeline``."""
+    """Inversion = diffusers' DDIMInverseScheduler loop (DiffEdit ``invert``); decoding = StableDiffusionPipeline."""
     from diffusers import StableDiffusionPipeline
 
     model = tiny_pipeline_dir("t2i", prediction_type)

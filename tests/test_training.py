@@ -26,6 +26,15 @@ from instructedit.training.sampling import StepBatchSampler, step_generator
 from instructedit.training.toy_data import write_toy_datasets
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """Tiny models run fastest single-threaded (no thread hand-offs on a shared CPU)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory):
     return write_toy_datasets(tmp_path_factory.mktemp("toy"), num_samples=6, resolution=16)

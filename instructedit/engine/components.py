@@ -119,8 +119,8 @@ def load_components(name: str, device: str | torch.device | None = None, dtype: 
         raise
     except (KeyError, AttributeError, TypeError) as exc:
         raise InvalidModelError(
-            f"'{name}' is not a Stable-Diffusion-style model folder ({type(exc).__name__}: {exc}): it needs unet/, vae/, "
-            "text_encoder/, tokenizer/ and scheduler/ subfolders in diffusers layout"
+            f"'{name}' is not a Stable-Diffusion-style model folder ({type(exc).__name__}: {exc}): it needs unet/, "
+            "vae/, text_encoder/, tokenizer/ and scheduler/ subfolders in diffusers layout"
         ) from exc
 
 

@@ -54,7 +54,9 @@ def ddim_invert(
     return trajectory
 
 
-def to_epsilon(output: torch.Tensor, sample: torch.Tensor, alpha_bar: torch.Tensor, prediction_type: str) -> torch.Tensor:
+def to_epsilon(
+    output: torch.Tensor, sample: torch.Tensor, alpha_bar: torch.Tensor, prediction_type: str
+) -> torch.Tensor:
     """The noise a model predicted, whatever it was trained to predict, at noise level ``alpha_bar``."""
     if prediction_type == "epsilon":
         return output

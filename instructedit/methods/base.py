@@ -48,7 +48,8 @@ class Param:
                 f"{method}: {self.name}={value!r} is not a valid {kind.__name__} ({self.help})"
             ) from None
         if self.choices is not None and value not in self.choices:
-            raise InvalidRequestError(f"{method}: {self.name}={value!r} must be one of {', '.join(map(str, self.choices))}")
+            choices = ", ".join(map(str, self.choices))
+            raise InvalidRequestError(f"{method}: {self.name}={value!r} must be one of {choices}")
         if (self.minimum is not None and value < self.minimum) or (self.maximum is not None and value > self.maximum):
             raise InvalidRequestError(
                 f"{method}: {self.name}={value} is out of range [{self.minimum}, {self.maximum}] ({self.help})"

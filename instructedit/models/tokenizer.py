@@ -40,7 +40,9 @@ def bpe_vocabulary_path() -> Path:
         )
     path = Path(next(iter(spec.submodule_search_locations))) / "bpe_simple_vocab_16e6.txt.gz"
     if not path.exists():
-        raise ModelNotFoundError(f"{path} is missing: reinstall open-clip-torch (`pip install --no-deps open-clip-torch`)")
+        raise ModelNotFoundError(
+            f"{path} is missing: reinstall open-clip-torch (`pip install --no-deps open-clip-torch`)"
+        )
     return path
 
 
@@ -70,6 +72,7 @@ def build_clip_tokenizer(folder: str | Path, model_max_length: int = 77):
 
     folder = write_clip_tokenizer_files(folder)
     vocab, merges = _vocab_and_merges()
-    tokenizer = CLIPTokenizer(vocab=dict(vocab), merges=[tuple(m.split()) for m in merges], model_max_length=model_max_length)
+    pairs = [tuple(merge.split()) for merge in merges]
+    tokenizer = CLIPTokenizer(vocab=dict(vocab), merges=pairs, model_max_length=model_max_length)
     tokenizer.save_pretrained(folder)
     return tokenizer

@@ -16,11 +16,13 @@ def small_vae(
     layers_per_block: int = 1,
     norm_num_groups: int | None = None,
     sample_size: int = 64,
+    mid_block_attention: bool = True,
     seed: int = 0,
 ) -> AutoencoderKL:
     """A small AutoencoderKL; it downsamples by 2^(len(block_out_channels) − 1) (4 with three blocks: 64 → 16).
 
-    ``norm_num_groups`` defaults to min(32, smallest channel count).
+    ``norm_num_groups`` defaults to min(32, smallest channel count). Without ``mid_block_attention`` the VAE is
+    fully convolutional, so training on random crops matches full-image use exactly (up to borders).
     """
     with torch.random.fork_rng():
         torch.manual_seed(seed)
@@ -34,6 +36,7 @@ def small_vae(
             latent_channels=latent_channels,
             norm_num_groups=norm_num_groups or min(32, min(block_out_channels)),
             sample_size=sample_size,
+            mid_block_add_attention=mid_block_attention,
         )
 
 

@@ -38,6 +38,7 @@ class VAESettings:
     pretrained_vae: str | None = None
     block_out_channels: tuple[int, ...] = (32, 64, 64)
     latent_channels: int = 4
+    mid_block_attention: bool = True
     kl_weight: float = 1e-6
     l1_weight: float = 0.0
     crop_size: int | None = None
@@ -76,7 +77,12 @@ class VAETask(TrainingTask):
         if settings.pretrained_vae:
             self.vae = load_vae(settings.pretrained_vae)
         else:
-            self.vae = small_vae(settings.block_out_channels, settings.latent_channels, sample_size=settings.resolution)
+            self.vae = small_vae(
+                settings.block_out_channels,
+                settings.latent_channels,
+                sample_size=settings.resolution,
+                mid_block_attention=settings.mid_block_attention,
+            )
         factor = vae_downsample_factor(self.vae)
         if settings.resolution % factor or (settings.crop_size or factor) % factor:
             raise InvalidRequestError(

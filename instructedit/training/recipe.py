@@ -1,0 +1,124 @@
+"""The recipe of the built-in models: generate the reference domain's training split, then train the VAE, the
+text-to-image model and the InstructPix2Pix model, each stage reading the previous stage's output.
+
+    OUT/data/train/{t2i,edit}/metadata.jsonl   OUT/data/test/...   (instructedit.domain)
+    OUT/vae/vae                                AutoencoderKL (+ OUT/vae/vae_metrics.json)
+    OUT/text2image/pipeline                    StableDiffusionPipeline
+    OUT/ip2p/pipeline                          StableDiffusionInstructPix2PixPipeline
+
+Every stage checkpoints into its own folder, so rerunning with ``resume=True`` continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from .diffusion_task import InstructPix2PixSettings, InstructPix2PixTask, Text2ImageSettings, Text2ImageTask
+from .loop import TrainingConfig, TrainingResult, train
+from .vae_trainer import VAESettings, VAETask
+
+
+@dataclass
+class RecipeSettings:
+    """Sizes and schedules of the built-in models (defaults: the committed models' recipe)."""
+
+    output_dir: Path
+    train_samples: int = 20000
+    test_samples: int = 500
+    seed: int = 0
+    batch_size: int = 32
+    vae_steps: int = 3000
+    vae_learning_rate: float = 1e-3
+    vae_crop_size: int | None = 32
+    text2image_steps: int = 30000
+    text2image_learning_rate: float = 3e-4
+    ip2p_steps: int = 15000
+    ip2p_learning_rate: float = 2e-4
+    text_encoder: str = "new"
+    max_text_length: int = 40
+    prediction_type: str = "epsilon"
+    snr_gamma: float | None = 5.0
+    use_ema: bool = True
+    ema_decay: float = 0.999
+    checkpointing_steps: int = 500
+    save_dtype: str = "fp16"
+    resume: bool = False
+    progress_bar: bool = True
+
+
+def domain_data(settings: RecipeSettings) -> dict[str, Path]:
+    """Generate (or reuse) the domain's train and test splits under OUT/data; returns the split folders."""
+    from ..domain import generate_dataset
+
+    root = Path(settings.output_dir) / "data"
+    folders = {}
+    for split, count in (("train", settings.train_samples), ("test", settings.test_samples)):
+        folder = root / split
+        info = folder / "dataset.json"
+        wanted = {"num_samples": count, "seed": settings.seed}
+        if info.is_file() and {k: json.loads(info.read_text()).get(k) for k in wanted} == wanted:
+            folders[split] = folder
+        else:
+            folders[split] = generate_dataset(root, split, count, seed=settings.seed, overwrite=True)
+    return folders
+
+
+def _config(settings: RecipeSettings, stage: str, steps: int, learning_rate: float, ema: bool) -> TrainingConfig:
+    return TrainingConfig(
+        output_dir=Path(settings.output_dir) / stage,
+        max_train_steps=steps,
+        train_batch_size=settings.batch_size,
+        learning_rate=learning_rate,
+        lr_scheduler="cosine",
+        lr_warmup_steps=min(500, steps // 10),
+        seed=settings.seed,
+        checkpointing_steps=settings.checkpointing_steps,
+        resume=settings.resume,
+        use_ema=ema,
+        ema_decay=settings.ema_decay,
+        progress_bar=settings.progress_bar,
+    )
+
+
+def run_recipe(settings: RecipeSettings, stages: tuple[str, ...] = ("vae", "text2image", "ip2p")) -> dict[str, TrainingResult]:
+    """Run the chosen stages in order; returns each stage's TrainingResult."""
+    data = domain_data(settings)
+    out = Path(settings.output_dir)
+    results: dict[str, TrainingResult] = {}
+    if "vae" in stages:
+        vae = VAESettings(
+            data_dir=data["train"] / "t2i", crop_size=settings.vae_crop_size, mid_block_attention=False,
+            eval_data_dir=data["test"] / "t2i", save_dtype=settings.save_dtype,
+        )
+        results["vae"] = train(VAETask(vae), _config(settings, "vae", settings.vae_steps, settings.vae_learning_rate, False))
+    if "text2image" in stages:
+        t2i = Text2ImageSettings(
+            data_dir=data["train"] / "t2i", vae=str(out / "vae" / "vae"), text_encoder=settings.text_encoder,
+            text_corpus=data["train"] / "edit", max_text_length=settings.max_text_length,
+            prediction_type=settings.prediction_type, snr_gamma=settings.snr_gamma, cache_latents=True,
+            save_dtype=settings.save_dtype,
+        )
+        config = _config(settings, "text2image", settings.text2image_steps, settings.text2image_learning_rate,
+                         settings.use_ema)
+        results["text2image"] = train(Text2ImageTask(t2i), config)
+    if "ip2p" in stages:
+        ip2p = InstructPix2PixSettings(
+            data_dir=data["train"] / "edit", pretrained_model=str(out / "text2image" / "pipeline"),
+            snr_gamma=settings.snr_gamma, cache_latents=True, save_dtype=settings.save_dtype,
+            train_text_encoder=settings.text_encoder == "new",
+        )
+        config = _config(settings, "ip2p", settings.ip2p_steps, settings.ip2p_learning_rate, settings.use_ema)
+        results["ip2p"] = train(InstructPix2PixTask(ip2p), config)
+    return results
+
+
+def scaled(settings: RecipeSettings, factor: float) -> RecipeSettings:
+    """The recipe with every stage's step count multiplied by ``factor`` (for quick trial runs)."""
+    return replace(
+        settings,
+        vae_steps=max(1, round(settings.vae_steps * factor)),
+        text2image_steps=max(1, round(settings.text2image_steps * factor)),
+        ip2p_steps=max(1, round(settings.ip2p_steps * factor)),
+    )
