@@ -29,6 +29,19 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(code=2)
 
 
+_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+
+
+def _check_output(path: Path, option: str) -> None:
+    """Refuse an unusable output path before minutes of editing, not after."""
+    if path.is_dir():
+        raise InvalidRequestError(f"{option} {path} is a folder: give a file name such as {path / 'edited.png'}")
+    if path.suffix.lower() not in _SUFFIXES:
+        raise InvalidRequestError(
+            f"{option} {path} has suffix '{path.suffix}': use one of {', '.join(_SUFFIXES)} (.png keeps the record)"
+        )
+
+
 def _parse_params(pairs: list[str]) -> dict[str, object]:
     params: dict[str, object] = {}
     for pair in pairs:
@@ -82,6 +95,17 @@ def edit(
                             ("image_guidance_scale", image_guidance)):
             if value is not None:
                 params[name] = value
+        _check_output(output, "--output")
+        if save_mask is not None:
+            _check_output(save_mask, "--save-mask")
+            if chosen.name != "diffedit" and mask is None:
+                raise InvalidRequestError(f"{chosen.name} uses no mask unless --mask is given: drop --save-mask")
+        if not progress:
+            import diffusers
+            import transformers
+
+            transformers.utils.logging.disable_progress_bar()
+            diffusers.utils.logging.disable_progress_bar()
         editor = Editor(device=device, dtype=dtype, progress=progress)
         result = editor.edit(EditRequest(
             image=str(image), instruction=instruction, source=source, target=target,

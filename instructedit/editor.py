@@ -86,8 +86,10 @@ class Editor:
         model = self.model_for(method, request.model)
         components = self.load(model)
         _check_model_kind(method, components)
-        params = method.resolve(dict(request.params), components.defaults.get(method.name))
+        params = method.resolve(dict(request.params or {}), components.defaults.get(method.name))
         seed = request.seed if request.seed is not None else random.randrange(2**32)
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64:
+            raise InvalidRequestError(f"seed must be an integer from 0 to 2**64-1, got {seed!r}: pass e.g. --seed 0")
 
         padded, original_size = pad_to_multiple(image, components.vae_scale_factor)
         ctx = EditContext(
@@ -138,7 +140,8 @@ def _validate_texts(method: Method, request: EditRequest) -> dict[str, str | Non
             extra = ""
             if need == "target" and texts["instruction"]:
                 extra = " (an instruction alone is not enough for this method: use --method ip2p, or give captions)"
-            raise InvalidRequestError(f"{method.name} needs a {_TEXT_NAMES[need]}{extra}: {_MISSING_HINTS[need]}")
+            article = "an" if _TEXT_NAMES[need][0] in "aeiou" else "a"
+            raise InvalidRequestError(f"{method.name} needs {article} {_TEXT_NAMES[need]}{extra}: {_MISSING_HINTS[need]}")
     return texts
 
 

@@ -352,16 +352,12 @@ def test_bad_parameter_value(editor, t2i, test_image, params, fragments):
     assert_one_line_error(excinfo, *fragments)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: NaN passes Param.coerce's range check (NaN < min is False); "
-                   "strength=nan then fails in int(steps * strength) with a bare ValueError")
 def test_nan_parameter_is_a_typed_error(editor, t2i, test_image):
     with pytest.raises(InvalidRequestError) as excinfo:
         editor.edit(_sdedit(t2i, test_image, params={**FAST, "strength": math.nan}))
     assert_one_line_error(excinfo, "strength")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a seed outside torch's 64-bit range reaches "
-                   "torch.Generator.manual_seed and fails with a bare ValueError ('Overflow when unpacking long')")
 def test_seed_out_of_range_is_a_typed_error(editor, t2i, test_image):
     with pytest.raises(InvalidRequestError) as excinfo:
         editor.edit(_sdedit(t2i, test_image, seed=2**70))

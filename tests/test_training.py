@@ -287,3 +287,43 @@ def test_pipelines_save_in_standard_layouts_and_reload(tmp_path):
     pipe = DiffusionPipeline.from_pretrained(ip2p)
     assert type(pipe).__name__ == "StableDiffusionInstructPix2PixPipeline"
     assert json.loads((ip2p / "model_index.json").read_text())["_class_name"] == type(pipe).__name__
+
+
+def test_text_encoder_probe_runs_both_kinds_of_encoder(tmp_path):
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    from instructedit.training.text_encoder_probe import HEADS, LabelledInstruction, probe_text_encoder
+
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "remove", "make", "the", "red", "blue", "circle", "square"]
+    (tmp_path / "vocab.txt").write_text("\n".join(words) + "\n")
+    BertTokenizer(str(tmp_path / "vocab.txt")).save_pretrained(tmp_path)
+    bert = BertModel(
+        BertConfig(
+            vocab_size=len(words),
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=32,
+            max_position_embeddings=16,
+        )
+    )
+    bert.save_pretrained(tmp_path)
+
+    train = [
+        LabelledInstruction("remove the red circle", ("remove", "none", "none", "circle")),
+        LabelledInstruction("make the square blue", ("change_colour", "blue", "none", "square")),
+    ]
+    evaluations = {
+        "same": train,
+        "unseen": [LabelledInstruction("make the circle red", ("change_colour", "red", "none", "circle"))],
+    }
+    for encoder in ("new", str(tmp_path)):
+        result = probe_text_encoder(encoder, train, evaluations, steps=3, batch_size=2, max_text_length=8)
+        assert set(result["same"]) == {*HEADS, "all"}
+        assert all(0.0 <= v <= 1.0 for v in result["unseen"].values())
+        # "red" is never a new colour in training, so that head cannot be right on the unseen example
+        assert result["unseen"]["new_colour"] == 0.0
+        assert result == {
+            **probe_text_encoder(encoder, train, evaluations, steps=3, batch_size=2, max_text_length=8),
+            "seconds": result["seconds"],
+        }  # deterministic under the seed

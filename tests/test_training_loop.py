@@ -224,3 +224,38 @@ def test_cli_reports_malformed_data_in_one_line_and_trains(toy, tmp_path):
     result = runner.invoke(app, [*args[:-5], "--max-train-steps", "2", "--resume", "--no-progress"])
     assert result.exit_code == 0, result.output
     assert [r["step"] for r in read_loss_log(tmp_path / "cli")] == [1, 2]
+
+
+def test_recipe_chains_domain_data_vae_text2image_and_ip2p(tmp_path):
+    from diffusers import DiffusionPipeline
+
+    from instructedit.training.recipe import RecipeSettings, run_recipe, scaled
+
+    settings = RecipeSettings(
+        output_dir=tmp_path,
+        train_samples=4,
+        test_samples=2,
+        resolution=32,
+        batch_size=2,
+        vae_channels=(8, 16, 16),
+        unet_channels=(16, 32),
+        text_hidden_size=32,
+        text_layers=1,
+        vae_crop_size=16,
+        checkpointing_steps=1,
+        save_dtype="fp32",
+        progress_bar=False,
+    )
+    settings = scaled(settings, 1e-9)  # one step per stage
+    results = run_recipe(settings)
+    assert [r.global_step for r in results.values()] == [1, 1, 1]
+    t2i = DiffusionPipeline.from_pretrained(results["text2image"].output)
+    ip2p = DiffusionPipeline.from_pretrained(results["ip2p"].output)
+    assert t2i.unet.config.in_channels == 4 and ip2p.unet.config.in_channels == 8
+    # the instructions were part of the tokenizer's corpus, so instruction words are whole tokens
+    instruction = json.loads((tmp_path / "data/train/edit/metadata.jsonl").read_text().splitlines()[0])["edit_prompt"]
+    verb = instruction.split()[0]
+    assert ip2p.tokenizer.tokenize(verb) == [f"{verb}</w>"]
+    # rerunning with resume reuses data and checkpoints instead of starting over
+    again = run_recipe(replace(settings, resume=True), stages=("vae",))
+    assert again["vae"].resumed_from == 1

@@ -50,7 +50,10 @@ class Param:
         if self.choices is not None and value not in self.choices:
             choices = ", ".join(map(str, self.choices))
             raise InvalidRequestError(f"{method}: {self.name}={value!r} must be one of {choices}")
-        if (self.minimum is not None and value < self.minimum) or (self.maximum is not None and value > self.maximum):
+        # written with `not` so NaN, which compares false with everything, is out of range too
+        if (self.minimum is not None and not value >= self.minimum) or (
+            self.maximum is not None and not value <= self.maximum
+        ):
             raise InvalidRequestError(
                 f"{method}: {self.name}={value} is out of range [{self.minimum}, {self.maximum}] ({self.help})"
             )

@@ -49,6 +49,9 @@ def _training_options(
     ema_decay: Annotated[float, typer.Option(help="EMA decay.")] = 0.9999,
     num_workers: Annotated[int, typer.Option(help="DataLoader worker processes.")] = 0,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    num_threads: Annotated[
+        int | None, typer.Option(help="CPU threads for torch (1 is fastest on a busy shared CPU).")
+    ] = None,
 ):
     """Template whose parameters every training command gains (see :func:`_command`)."""
 
@@ -94,17 +97,38 @@ def _command(fn: Callable[..., Any]) -> Callable[..., Any]:
     params = [p for p in _resolved_parameters(fn) if p.name != "config"]
 
     @functools.wraps(fn)
+    @_errors_to_exit
     def wrapper(**kwargs: Any) -> Any:
         options = {name: kwargs.pop(name) for name in _COMMON}
-        try:
-            return fn(config=_make_config(kwargs["output_dir"], options), **kwargs)
-        except InstructEditError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2) from None
+        _set_threads(options["num_threads"])
+        return fn(config=_make_config(kwargs["output_dir"], options), **kwargs)
 
     wrapper.__signature__ = own.replace(parameters=params + list(_COMMON.values()))
     wrapper.__annotations__ = {p.name: p.annotation for p in wrapper.__signature__.parameters.values()}
     del wrapper.__wrapped__  # typer must read the new signature, not the wrapped function's
+    return wrapper
+
+
+def _set_threads(num_threads: int | None) -> None:
+    if num_threads is not None:
+        import torch
+
+        if num_threads < 1:
+            raise typer.BadParameter(f"--num-threads must be ≥ 1, got {num_threads}.")
+        torch.set_num_threads(num_threads)
+
+
+def _errors_to_exit(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Instructedit errors become a one-line message and exit status 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except InstructEditError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+
     return wrapper
 
 
@@ -266,6 +290,70 @@ def ip2p_command(
         conditioning_dropout=conditioning_dropout,
     )
     _report(train(InstructPix2PixTask(settings), config))
+
+
+@app.command("all")
+@_errors_to_exit
+def all_command(
+    output_dir: OutOpt,
+    train_samples: Annotated[int, typer.Option(help="Training split size of the generated domain.")] = 20000,
+    vae_steps: Annotated[int, typer.Option(help="VAE optimizer steps.")] = 3000,
+    text2image_steps: Annotated[int, typer.Option(help="Text-to-image optimizer steps.")] = 30000,
+    ip2p_steps: Annotated[int, typer.Option(help="InstructPix2Pix optimizer steps.")] = 15000,
+    batch_size: Annotated[int, typer.Option(help="Samples per step.")] = 32,
+    text_encoder: Annotated[str, typer.Option(help="'new' (small CLIP trained here) or 'minilm'.")] = "new",
+    stages: Annotated[str, typer.Option(help="Comma-separated stages to run.")] = "vae,text2image,ip2p",
+    save_dtype: SaveDtypeOpt = "fp16",
+    seed: Annotated[int, typer.Option(help="Seed of data, initialisation and noise.")] = 0,
+    checkpointing_steps: Annotated[int, typer.Option(help="Save a checkpoint every N steps.")] = 500,
+    resume: Annotated[bool, typer.Option(help="Continue every stage from its latest checkpoint.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    num_threads: Annotated[int | None, typer.Option(help="CPU threads for torch.")] = None,
+) -> None:
+    """The built-in models' full recipe: domain data → VAE → text-to-image → InstructPix2Pix (see recipe.py)."""
+    from .recipe import RecipeSettings, run_recipe
+
+    _set_threads(num_threads)
+    chosen = tuple(s.strip() for s in stages.split(",") if s.strip())
+    unknown = sorted(set(chosen) - {"vae", "text2image", "ip2p"})
+    if unknown:
+        raise InvalidRequestError(f"unknown stage(s) {unknown}: choose from vae, text2image, ip2p.")
+    settings = RecipeSettings(
+        output_dir=output_dir,
+        train_samples=train_samples,
+        vae_steps=vae_steps,
+        text2image_steps=text2image_steps,
+        ip2p_steps=ip2p_steps,
+        batch_size=batch_size,
+        text_encoder=text_encoder,
+        save_dtype=save_dtype,
+        seed=seed,
+        checkpointing_steps=checkpointing_steps,
+        resume=resume,
+        progress_bar=progress,
+    )
+    for result in run_recipe(settings, chosen).values():
+        _report(result)
+
+
+@app.command("probe-text-encoders")
+@_errors_to_exit
+def probe_command(
+    encoders: Annotated[str, typer.Option(help="Comma-separated: 'new', 'minilm', hub ids or folders.")] = "new,minilm",
+    train_samples: Annotated[int, typer.Option(help="Training instructions.")] = 2000,
+    test_samples: Annotated[int, typer.Option(help="Test instructions per evaluation set.")] = 500,
+    steps: Annotated[int, typer.Option(help="Probe training steps.")] = 300,
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    num_threads: Annotated[int | None, typer.Option(help="CPU threads for torch.")] = None,
+) -> None:
+    """Measure how well each text encoder generalises to held-out instruction phrasings (text_encoder_probe.py)."""
+    import json
+
+    from .text_encoder_probe import compare_text_encoders
+
+    _set_threads(num_threads)
+    names = tuple(e.strip() for e in encoders.split(",") if e.strip())
+    typer.echo(json.dumps(compare_text_encoders(names, train_samples, test_samples, steps, seed), indent=2))
 
 
 def _report(result: Any) -> None:

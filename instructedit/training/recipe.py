@@ -27,8 +27,13 @@ class RecipeSettings:
     output_dir: Path
     train_samples: int = 20000
     test_samples: int = 500
+    resolution: int = 64
     seed: int = 0
     batch_size: int = 32
+    vae_channels: tuple[int, ...] = (32, 64, 64)
+    unet_channels: tuple[int, ...] = (64, 128, 128)
+    text_hidden_size: int = 128
+    text_layers: int = 4
     vae_steps: int = 3000
     vae_learning_rate: float = 1e-3
     vae_crop_size: int | None = 32
@@ -57,11 +62,13 @@ def domain_data(settings: RecipeSettings) -> dict[str, Path]:
     for split, count in (("train", settings.train_samples), ("test", settings.test_samples)):
         folder = root / split
         info = folder / "dataset.json"
-        wanted = {"num_samples": count, "seed": settings.seed}
+        wanted = {"num_samples": count, "seed": settings.seed, "size": settings.resolution}
         if info.is_file() and {k: json.loads(info.read_text()).get(k) for k in wanted} == wanted:
             folders[split] = folder
         else:
-            folders[split] = generate_dataset(root, split, count, seed=settings.seed, overwrite=True)
+            folders[split] = generate_dataset(
+                root, split, count, seed=settings.seed, size=settings.resolution, overwrite=True
+            )
     return folders
 
 
@@ -82,31 +89,54 @@ def _config(settings: RecipeSettings, stage: str, steps: int, learning_rate: flo
     )
 
 
-def run_recipe(settings: RecipeSettings, stages: tuple[str, ...] = ("vae", "text2image", "ip2p")) -> dict[str, TrainingResult]:
+def run_recipe(
+    settings: RecipeSettings, stages: tuple[str, ...] = ("vae", "text2image", "ip2p")
+) -> dict[str, TrainingResult]:
     """Run the chosen stages in order; returns each stage's TrainingResult."""
     data = domain_data(settings)
     out = Path(settings.output_dir)
     results: dict[str, TrainingResult] = {}
     if "vae" in stages:
         vae = VAESettings(
-            data_dir=data["train"] / "t2i", crop_size=settings.vae_crop_size, mid_block_attention=False,
-            eval_data_dir=data["test"] / "t2i", save_dtype=settings.save_dtype,
-        )
-        results["vae"] = train(VAETask(vae), _config(settings, "vae", settings.vae_steps, settings.vae_learning_rate, False))
-    if "text2image" in stages:
-        t2i = Text2ImageSettings(
-            data_dir=data["train"] / "t2i", vae=str(out / "vae" / "vae"), text_encoder=settings.text_encoder,
-            text_corpus=data["train"] / "edit", max_text_length=settings.max_text_length,
-            prediction_type=settings.prediction_type, snr_gamma=settings.snr_gamma, cache_latents=True,
+            data_dir=data["train"] / "t2i",
+            resolution=settings.resolution,
+            block_out_channels=settings.vae_channels,
+            crop_size=settings.vae_crop_size,
+            mid_block_attention=False,
+            eval_data_dir=data["test"] / "t2i",
             save_dtype=settings.save_dtype,
         )
-        config = _config(settings, "text2image", settings.text2image_steps, settings.text2image_learning_rate,
-                         settings.use_ema)
+        results["vae"] = train(
+            VAETask(vae), _config(settings, "vae", settings.vae_steps, settings.vae_learning_rate, False)
+        )
+    if "text2image" in stages:
+        t2i = Text2ImageSettings(
+            data_dir=data["train"] / "t2i",
+            resolution=settings.resolution,
+            vae=str(out / "vae" / "vae"),
+            text_encoder=settings.text_encoder,
+            unet_channels=settings.unet_channels,
+            text_hidden_size=settings.text_hidden_size,
+            text_layers=settings.text_layers,
+            text_corpus=data["train"] / "edit",
+            max_text_length=settings.max_text_length,
+            prediction_type=settings.prediction_type,
+            snr_gamma=settings.snr_gamma,
+            cache_latents=True,
+            save_dtype=settings.save_dtype,
+        )
+        config = _config(
+            settings, "text2image", settings.text2image_steps, settings.text2image_learning_rate, settings.use_ema
+        )
         results["text2image"] = train(Text2ImageTask(t2i), config)
     if "ip2p" in stages:
         ip2p = InstructPix2PixSettings(
-            data_dir=data["train"] / "edit", pretrained_model=str(out / "text2image" / "pipeline"),
-            snr_gamma=settings.snr_gamma, cache_latents=True, save_dtype=settings.save_dtype,
+            data_dir=data["train"] / "edit",
+            resolution=settings.resolution,
+            pretrained_model=str(out / "text2image" / "pipeline"),
+            snr_gamma=settings.snr_gamma,
+            cache_latents=True,
+            save_dtype=settings.save_dtype,
             train_text_encoder=settings.text_encoder == "new",
         )
         config = _config(settings, "ip2p", settings.ip2p_steps, settings.ip2p_learning_rate, settings.use_ema)
