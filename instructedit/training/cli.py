@@ -148,6 +148,7 @@ DataOpt = Annotated[Path, typer.Option("--data", help="Folder with metadata.json
 OutOpt = Annotated[Path, typer.Option("--output-dir", help="Run folder: checkpoints/, loss_log.jsonl, the model.")]
 ResOpt = Annotated[int, typer.Option(help="Image size; every image must have it unless --resize.")]
 ResizeOpt = Annotated[bool, typer.Option(help="Resize and centre-crop images to --resolution.")]
+CacheTextOpt = Annotated[bool, typer.Option(help="Encode every distinct prompt once (frozen text encoder only).")]
 SaveDtypeOpt = Annotated[str, typer.Option(help="dtype of the saved weights: fp32, fp16 or bf16.")]
 
 
@@ -219,6 +220,7 @@ def text2image_command(
     prediction_type: Annotated[str | None, typer.Option(help="epsilon or v_prediction.")] = None,
     snr_gamma: Annotated[float | None, typer.Option(help="Min-SNR weighting gamma (e.g. 5).")] = None,
     cache_latents: Annotated[bool, typer.Option(help="Encode every image once before training.")] = False,
+    cache_text: CacheTextOpt = False,
     save_dtype: SaveDtypeOpt = "fp32",
 ) -> None:
     """Train a caption-conditioned UNet; writes OUT/pipeline (StableDiffusionPipeline layout)."""
@@ -234,6 +236,7 @@ def text2image_command(
         snr_gamma=snr_gamma,
         train_text_encoder=train_text_encoder,
         cache_latents=cache_latents,
+        cache_text=cache_text,
         save_dtype=save_dtype,
         image_column=image_column,
         caption_column=caption_column,
@@ -268,6 +271,7 @@ def ip2p_command(
     prediction_type: Annotated[str | None, typer.Option(help="epsilon or v_prediction.")] = None,
     snr_gamma: Annotated[float | None, typer.Option(help="Min-SNR weighting gamma (e.g. 5).")] = None,
     cache_latents: Annotated[bool, typer.Option(help="Encode every image once before training.")] = False,
+    cache_text: CacheTextOpt = False,
     save_dtype: SaveDtypeOpt = "fp32",
 ) -> None:
     """Train an InstructPix2Pix UNet; writes OUT/pipeline (StableDiffusionInstructPix2PixPipeline layout)."""
@@ -283,6 +287,7 @@ def ip2p_command(
         snr_gamma=snr_gamma,
         train_text_encoder=train_text_encoder,
         cache_latents=cache_latents,
+        cache_text=cache_text,
         save_dtype=save_dtype,
         input_image_column=input_image_column,
         edit_prompt_column=edit_prompt_column,
@@ -301,7 +306,7 @@ def all_command(
     text2image_steps: Annotated[int, typer.Option(help="Text-to-image optimizer steps.")] = 30000,
     ip2p_steps: Annotated[int, typer.Option(help="InstructPix2Pix optimizer steps.")] = 15000,
     batch_size: Annotated[int, typer.Option(help="Samples per step.")] = 32,
-    text_encoder: Annotated[str, typer.Option(help="'new' (small CLIP trained here) or 'minilm'.")] = "new",
+    text_encoder: Annotated[str, typer.Option(help="'minilm' (frozen) or 'new' (small CLIP trained here).")] = "minilm",
     stages: Annotated[str, typer.Option(help="Comma-separated stages to run.")] = "vae,text2image,ip2p",
     save_dtype: SaveDtypeOpt = "fp16",
     seed: Annotated[int, typer.Option(help="Seed of data, initialisation and noise.")] = 0,

@@ -33,7 +33,13 @@ from .latents import LatentCache, encode_parameters, posterior_mode, posterior_s
 from .loop import TrainingTask
 from .models import expand_unet_for_ip2p, small_unet, vae_downsample_factor
 from .pipelines import DiffusionComponents, load_components, save_pipeline
-from .text_encoder import build_clip_text_encoder, encode_prompts, load_text_encoder, uses_attention_mask
+from .text_encoder import (
+    TextEmbeddingCache,
+    build_clip_text_encoder,
+    encode_prompts,
+    load_text_encoder,
+    uses_attention_mask,
+)
 from .vae_trainer import load_vae
 
 PIPELINE_FOLDER = "pipeline"
@@ -51,6 +57,7 @@ class DiffusionSettings:
     snr_gamma: float | None = None
     train_text_encoder: bool | None = None  # None: train a new text encoder, freeze a pretrained one
     cache_latents: bool = False
+    cache_text: bool = False  # encode every distinct prompt once (frozen text encoders only)
     save_dtype: str = "fp32"
 
 
@@ -107,6 +114,7 @@ class LatentDiffusionTask(TrainingTask):
             components.text_encoder.eval()
         self._check_resolution()
         self.cache: LatentCache | None = None
+        self.text_cache: TextEmbeddingCache | None = None
         self._attention_mask = uses_attention_mask(components.text_encoder)
 
     def _check_resolution(self) -> None:
@@ -131,6 +139,14 @@ class LatentDiffusionTask(TrainingTask):
             self.components.text_encoder.to(accelerator.device)
         if self.settings.cache_latents:
             self.cache = LatentCache(self.components.vae, self._dataset, list(self.pixel_keys))
+        if self.settings.cache_text and not self.train_text_encoder:
+            texts = [""] + sorted(set(self.texts()))
+            self.text_cache = TextEmbeddingCache(self.components.tokenizer, self.components.text_encoder, texts)
+
+    def texts(self) -> list[str]:
+        """Every prompt of the dataset (captions or instructions)."""
+        dataset = self._dataset
+        return list(getattr(dataset, "captions", None) or getattr(dataset, "instructions", []))
 
     def posterior_parameters(self, batch: dict, key: str, device: torch.device) -> torch.Tensor:
         """VAE posterior parameters of the images ``batch[key]`` (from the cache when enabled)."""
@@ -142,6 +158,8 @@ class LatentDiffusionTask(TrainingTask):
         self, modules: dict[str, torch.nn.Module], prompts: list[str], device: torch.device
     ) -> torch.Tensor:
         """Prompt embeddings, through the trainable (wrapped) encoder or the frozen one without gradients."""
+        if self.text_cache is not None:
+            return self.text_cache.get(prompts, device)
         encoder = modules.get("text_encoder", self.components.text_encoder)
         with torch.set_grad_enabled(self.train_text_encoder):
             return encode_prompts(

@@ -41,7 +41,7 @@ class RecipeSettings:
     text2image_learning_rate: float = 3e-4
     ip2p_steps: int = 15000
     ip2p_learning_rate: float = 2e-4
-    text_encoder: str = "new"
+    text_encoder: str = "minilm"
     max_text_length: int = 40
     prediction_type: str = "epsilon"
     snr_gamma: float | None = 5.0
@@ -123,6 +123,7 @@ def run_recipe(
             prediction_type=settings.prediction_type,
             snr_gamma=settings.snr_gamma,
             cache_latents=True,
+            cache_text=settings.text_encoder != "new",
             save_dtype=settings.save_dtype,
         )
         config = _config(
@@ -138,6 +139,7 @@ def run_recipe(
             cache_latents=True,
             save_dtype=settings.save_dtype,
             train_text_encoder=settings.text_encoder == "new",
+            cache_text=settings.text_encoder != "new",
         )
         config = _config(settings, "ip2p", settings.ip2p_steps, settings.ip2p_learning_rate, settings.use_ema)
         results["ip2p"] = train(InstructPix2PixTask(ip2p), config)

@@ -180,3 +180,27 @@ def encode_prompts(
         attention_mask = uses_attention_mask(text_encoder)
     mask = tokens["attention_mask"].to(device) if attention_mask else None
     return text_encoder(tokens["input_ids"].to(device), attention_mask=mask)[0]
+
+
+class TextEmbeddingCache:
+    """Embeddings of a fixed set of prompts from a frozen encoder, computed once (stored in float16 to halve
+    memory; the rounding is far below the noise of diffusion training)."""
+
+    def __init__(self, tokenizer, text_encoder: torch.nn.Module, prompts: Sequence[str], batch_size: int = 128) -> None:
+        self.index = {prompt: i for i, prompt in enumerate(dict.fromkeys(prompts))}
+        unique = list(self.index)
+        device = next(text_encoder.parameters()).device
+        chunks = []
+        with torch.no_grad():
+            for start in range(0, len(unique), batch_size):
+                embeddings = encode_prompts(tokenizer, text_encoder, unique[start : start + batch_size], device)
+                chunks.append(embeddings.to("cpu", torch.float16))
+        self.table = torch.cat(chunks)
+
+    def get(self, prompts: Sequence[str], device: torch.device | str) -> torch.Tensor:
+        """Embeddings (B, L, D) in float32 of prompts that were cached."""
+        try:
+            rows = torch.tensor([self.index[p] for p in prompts])
+        except KeyError as exc:
+            raise KeyError(f"prompt {exc.args[0]!r} was not cached") from None
+        return self.table[rows].to(device, torch.float32)
