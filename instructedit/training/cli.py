@@ -166,7 +166,7 @@ def vae_command(
     latent_channels: Annotated[int, typer.Option(help="Latent channels of a new VAE.")] = 4,
     kl_weight: Annotated[float, typer.Option(help="Weight of the KL term (per latent element).")] = 1e-6,
     l1_weight: Annotated[float, typer.Option(help="Weight of an extra L1 reconstruction term.")] = 0.0,
-    crop_size: Annotated[int | None, typer.Option(help="Train on random crops of this size.")] = None,
+    crop_size: Annotated[int | None, typer.Option(help="Train on random crops (cheaper; GroupNorm makes full images better).")] = None,
     eval_data: Annotated[Path | None, typer.Option(help="Held-out folder for the final PSNR.")] = None,
     save_dtype: SaveDtypeOpt = "fp32",
 ) -> None:

@@ -175,6 +175,11 @@ class ImageCaptionDataset(Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
+    @property
+    def texts(self) -> list[str]:
+        """The captions, in sample order."""
+        return self.captions
+
     def __getitem__(self, index: int) -> dict:
         return {
             "pixel_values": load_image(self.paths[index], self.resolution, self.resize),
@@ -223,6 +228,11 @@ class EditTripletDataset(Dataset):
     def __len__(self) -> int:
         return len(self.inputs)
 
+    @property
+    def texts(self) -> list[str]:
+        """The edit instructions, in sample order."""
+        return self.instructions
+
     def __getitem__(self, index: int) -> dict:
         item = {
             "original_pixel_values": load_image(self.inputs[index], self.resolution, self.resize),
@@ -234,6 +244,19 @@ class EditTripletDataset(Dataset):
         if mask is not None:
             item["mask"] = load_mask(mask, self.resolution, self.resize)
         return item
+
+
+class PromptView(Dataset):
+    """The prompts of a dataset without its images (``{"text", "index"}`` items), for training on cached latents."""
+
+    def __init__(self, dataset: ImageCaptionDataset | EditTripletDataset) -> None:
+        self.source_texts = dataset.texts
+
+    def __len__(self) -> int:
+        return len(self.source_texts)
+
+    def __getitem__(self, index: int) -> dict:
+        return {"text": self.source_texts[index], "index": index}
 
 
 def collate(samples: list[dict]) -> dict:

@@ -19,7 +19,7 @@ from diffusers import DDPMScheduler
 from torch.utils.data import Dataset
 
 from ..errors import InvalidRequestError
-from .data import EditTripletColumns, EditTripletDataset, ImageCaptionColumns, ImageCaptionDataset
+from .data import EditTripletColumns, EditTripletDataset, ImageCaptionColumns, ImageCaptionDataset, PromptView
 from .diffusion import (
     caption_dropout_mask,
     check_prediction_type,
@@ -125,7 +125,8 @@ class LatentDiffusionTask(TrainingTask):
             )
 
     def dataset(self) -> Dataset:
-        return self._dataset
+        # with cached latents the images are never needed again: serve only the prompts
+        return PromptView(self._dataset) if self.settings.cache_latents else self._dataset
 
     def trainable_modules(self) -> dict[str, torch.nn.Module]:
         modules = {"unet": self.components.unet}
@@ -140,13 +141,8 @@ class LatentDiffusionTask(TrainingTask):
         if self.settings.cache_latents:
             self.cache = LatentCache(self.components.vae, self._dataset, list(self.pixel_keys))
         if self.settings.cache_text and not self.train_text_encoder:
-            texts = [""] + sorted(set(self.texts()))
+            texts = [""] + sorted(set(self._dataset.texts))
             self.text_cache = TextEmbeddingCache(self.components.tokenizer, self.components.text_encoder, texts)
-
-    def texts(self) -> list[str]:
-        """Every prompt of the dataset (captions or instructions)."""
-        dataset = self._dataset
-        return list(getattr(dataset, "captions", None) or getattr(dataset, "instructions", []))
 
     def posterior_parameters(self, batch: dict, key: str, device: torch.device) -> torch.Tensor:
         """VAE posterior parameters of the images ``batch[key]`` (from the cache when enabled)."""

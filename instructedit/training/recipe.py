@@ -36,7 +36,7 @@ class RecipeSettings:
     text_layers: int = 4
     vae_steps: int = 3000
     vae_learning_rate: float = 1e-3
-    vae_crop_size: int | None = 32
+    vae_crop_size: int | None = None
     text2image_steps: int = 30000
     text2image_learning_rate: float = 3e-4
     ip2p_steps: int = 15000

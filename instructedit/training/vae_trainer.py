@@ -1,5 +1,10 @@
 """Training an AutoencoderKL: reconstruction MSE (+ optional L1) + a small KL term, on full images or random
 crops; at the end the latent scaling factor is measured on the data and written into the VAE config.
+
+Crops are cheaper but not equivalent to full images: the VAE's GroupNorm layers normalise over the whole spatial
+extent, so statistics of a crop differ from those of the image it is later used on. Measured on the built-in
+domain (64×64, 3000 steps on 32×32 crops): 30 dB on crops but only 24 dB on full images. Train on full images
+unless they are too large to fit.
 """
 
 from __future__ import annotations
