@@ -369,6 +369,12 @@ def test_export_references_a_frozen_package_encoder_and_materializes_it(toy, vae
         torch.float16
     )
 
+    from instructedit.training.cli import app
+
+    cli = CliRunner().invoke(app, ["export", "--pipeline", str(frozen.output), "--output", str(tmp_path / "cli")])
+    assert cli.exit_code == 0 and "MB of weights" in cli.output, cli.output
+    assert (tmp_path / "cli" / "text_encoder" / "model.safetensors").is_file()  # not external: weights kept
+
     ready = export.materialize_text_encoder(report.folder)
     pipe = DiffusionPipeline.from_pretrained(ready, torch_dtype=torch.float32)
     original = DiffusionPipeline.from_pretrained(frozen.output)

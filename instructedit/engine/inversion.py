@@ -6,21 +6,13 @@ from collections.abc import Callable
 
 import torch
 
-from ..errors import InvalidRequestError
-from .sampling import Progress
+from .sampling import Progress, steps_for_strength
 
 
 def inversion_timesteps(inverse_scheduler, num_inference_steps: int, strength: float) -> torch.Tensor:
     """The first ``int(num_inference_steps * strength)`` ascending timesteps (diffusers' DiffEdit convention)."""
     inverse_scheduler.set_timesteps(num_inference_steps)
-    init_timestep = min(int(num_inference_steps * strength), num_inference_steps)
-    if init_timestep < 1:
-        raise InvalidRequestError(
-            f"strength {strength} with {num_inference_steps} steps leaves no inversion step: "
-            "raise strength or num_inference_steps"
-        )
-    t_start = max(num_inference_steps - init_timestep, 0)
-    return inverse_scheduler.timesteps[: num_inference_steps - t_start]
+    return inverse_scheduler.timesteps[: steps_for_strength(num_inference_steps, strength)]
 
 
 def ddim_invert(

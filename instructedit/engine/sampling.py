@@ -35,16 +35,21 @@ def make_scheduler(template, kind: str | None = None):
 SCHEDULER_KINDS = ("ddim", "euler-ancestral", "euler", "dpm++")
 
 
-def strength_timesteps(scheduler, num_inference_steps: int, strength: float) -> torch.Tensor:
-    """The last ``int(num_inference_steps * strength)`` timesteps of the schedule (diffusers' ``get_timesteps``)."""
-    scheduler.set_timesteps(num_inference_steps)
-    init_timestep = min(int(num_inference_steps * strength), num_inference_steps)
-    if init_timestep < 1:
+def steps_for_strength(num_inference_steps: int, strength: float) -> int:
+    """How many of ``num_inference_steps`` a run at ``strength`` takes: ``int(steps * strength)``, as diffusers."""
+    count = min(int(num_inference_steps * strength), num_inference_steps)
+    if count < 1:
         raise InvalidRequestError(
             f"strength {strength} with {num_inference_steps} steps leaves no denoising step: "
             "raise strength or num_inference_steps"
         )
-    t_start = max(num_inference_steps - init_timestep, 0)
+    return count
+
+
+def strength_timesteps(scheduler, num_inference_steps: int, strength: float) -> torch.Tensor:
+    """The last ``int(num_inference_steps * strength)`` timesteps of the schedule (diffusers' ``get_timesteps``)."""
+    scheduler.set_timesteps(num_inference_steps)
+    t_start = num_inference_steps - steps_for_strength(num_inference_steps, strength)
     if hasattr(scheduler, "set_begin_index"):
         scheduler.set_begin_index(t_start * scheduler.order)
     return scheduler.timesteps[t_start * scheduler.order :]

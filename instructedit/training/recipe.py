@@ -35,8 +35,10 @@ class RecipeSettings:
     text_hidden_size: int = 128
     text_layers: int = 4
     vae_steps: int = 3000
+    vae_batch_size: int = 8
     vae_learning_rate: float = 1e-3
     vae_crop_size: int | None = None
+    vae_norm_groups: int = 1  # one group keeps absolute colour through the norms (flat-colour scenes)
     text2image_steps: int = 30000
     text2image_learning_rate: float = 3e-4
     ip2p_steps: int = 15000
@@ -48,7 +50,7 @@ class RecipeSettings:
     use_ema: bool = True
     ema_decay: float = 0.999
     checkpointing_steps: int = 500
-    save_dtype: str = "fp16"
+    save_dtype: str = "fp32"  # training outputs; `instructedit train export` makes the compact fp16 copies
     resume: bool = False
     progress_bar: bool = True
 
@@ -72,11 +74,13 @@ def domain_data(settings: RecipeSettings) -> dict[str, Path]:
     return folders
 
 
-def _config(settings: RecipeSettings, stage: str, steps: int, learning_rate: float, ema: bool) -> TrainingConfig:
+def _config(
+    settings: RecipeSettings, stage: str, steps: int, learning_rate: float, ema: bool, batch_size: int | None = None
+) -> TrainingConfig:
     return TrainingConfig(
         output_dir=Path(settings.output_dir) / stage,
         max_train_steps=steps,
-        train_batch_size=settings.batch_size,
+        train_batch_size=batch_size or settings.batch_size,
         learning_rate=learning_rate,
         lr_scheduler="cosine",
         lr_warmup_steps=min(500, steps // 10),
@@ -103,11 +107,13 @@ def run_recipe(
             block_out_channels=settings.vae_channels,
             crop_size=settings.vae_crop_size,
             mid_block_attention=False,
+            norm_num_groups=settings.vae_norm_groups,
             eval_data_dir=data["test"] / "t2i",
             save_dtype=settings.save_dtype,
         )
         results["vae"] = train(
-            VAETask(vae), _config(settings, "vae", settings.vae_steps, settings.vae_learning_rate, False)
+            VAETask(vae),
+            _config(settings, "vae", settings.vae_steps, settings.vae_learning_rate, False, settings.vae_batch_size),
         )
     if "text2image" in stages:
         t2i = Text2ImageSettings(

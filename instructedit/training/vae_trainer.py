@@ -44,6 +44,7 @@ class VAESettings:
     block_out_channels: tuple[int, ...] = (32, 64, 64)
     latent_channels: int = 4
     mid_block_attention: bool = True
+    norm_num_groups: int | None = None  # None: min(32, smallest channel count), as in small_vae
     kl_weight: float = 1e-6
     l1_weight: float = 0.0
     crop_size: int | None = None
@@ -87,6 +88,7 @@ class VAETask(TrainingTask):
                 settings.latent_channels,
                 sample_size=settings.resolution,
                 mid_block_attention=settings.mid_block_attention,
+                norm_num_groups=settings.norm_num_groups,
             )
         factor = vae_downsample_factor(self.vae)
         if settings.resolution % factor or (settings.crop_size or factor) % factor:
