@@ -52,6 +52,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--methods", default="sdedit,diffedit,ip2p,encode-decode", help="comma-separated subset")
     args = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
 
@@ -108,7 +109,7 @@ def main() -> None:
     print(f"{args.size}x{args.size} px, {steps} steps, median of {args.repeats}, torch threads {threads}")
     print(f"{'method':<14} {'ours s':>8} {'diffusers s':>12} {'ratio':>6} {'ours calls/evals':>17} "
           f"{'diffusers calls/evals':>22}")
-    for name, comps, mine, reference in cases:
+    for name, comps, mine, reference in (case for case in cases if case[0] in args.methods.split(",")):
         ours_n = _count(comps.unet, mine)
         if reference is None:
             (ours_t,) = _median_times([mine], args.repeats)
