@@ -150,6 +150,16 @@ ResOpt = Annotated[int, typer.Option(help="Image size; every image must have it 
 ResizeOpt = Annotated[bool, typer.Option(help="Resize and centre-crop images to --resolution.")]
 CacheTextOpt = Annotated[bool, typer.Option(help="Encode every distinct prompt once (frozen text encoder only).")]
 SaveDtypeOpt = Annotated[str, typer.Option(help="dtype of the saved weights: fp32, fp16 or bf16.")]
+PredictionOpt = Annotated[str | None, typer.Option(help="epsilon or v_prediction.")]
+SnrOpt = Annotated[float | None, typer.Option(help="Min-SNR weighting gamma (e.g. 5).")]
+CacheLatentsOpt = Annotated[bool, typer.Option(help="Encode every image once before training.")]
+
+
+def _diffusion_common(data: Path, resolution: int, resize: bool, pretrained_model: str | None, **options: Any
+                      ) -> dict[str, Any]:
+    """Settings shared by the text-to-image and InstructPix2Pix commands."""
+    return {"data_dir": data, "resolution": resolution, "resize": resize, "pretrained_model": pretrained_model,
+            **options}
 
 
 @app.command("vae")
@@ -225,9 +235,9 @@ def text2image_command(
     image_column: Annotated[str, typer.Option(help="JSON key of the image path.")] = "file_name",
     caption_column: Annotated[str, typer.Option(help="JSON key of the caption.")] = "text",
     caption_dropout: Annotated[float, typer.Option(help="Probability of training on the empty prompt.")] = 0.1,
-    prediction_type: Annotated[str | None, typer.Option(help="epsilon or v_prediction.")] = None,
-    snr_gamma: Annotated[float | None, typer.Option(help="Min-SNR weighting gamma (e.g. 5).")] = None,
-    cache_latents: Annotated[bool, typer.Option(help="Encode every image once before training.")] = False,
+    prediction_type: PredictionOpt = None,
+    snr_gamma: SnrOpt = None,
+    cache_latents: CacheLatentsOpt = False,
     cache_text: CacheTextOpt = False,
     save_dtype: SaveDtypeOpt = "fp32",
 ) -> None:
@@ -236,16 +246,11 @@ def text2image_command(
     from .loop import train
 
     settings = Text2ImageSettings(
-        data_dir=data,
-        resolution=resolution,
-        resize=resize,
-        pretrained_model=pretrained_model,
-        prediction_type=prediction_type,
-        snr_gamma=snr_gamma,
-        train_text_encoder=train_text_encoder,
-        cache_latents=cache_latents,
-        cache_text=cache_text,
-        save_dtype=save_dtype,
+        **_diffusion_common(
+            data, resolution, resize, pretrained_model, prediction_type=prediction_type, snr_gamma=snr_gamma,
+            train_text_encoder=train_text_encoder, cache_latents=cache_latents, cache_text=cache_text,
+            save_dtype=save_dtype,
+        ),
         image_column=image_column,
         caption_column=caption_column,
         caption_dropout=caption_dropout,
@@ -276,9 +281,9 @@ def ip2p_command(
     conditioning_dropout: Annotated[
         float, typer.Option(help="p: drop text, image and both, each with probability p (paper: 0.05).")
     ] = 0.05,
-    prediction_type: Annotated[str | None, typer.Option(help="epsilon or v_prediction.")] = None,
-    snr_gamma: Annotated[float | None, typer.Option(help="Min-SNR weighting gamma (e.g. 5).")] = None,
-    cache_latents: Annotated[bool, typer.Option(help="Encode every image once before training.")] = False,
+    prediction_type: PredictionOpt = None,
+    snr_gamma: SnrOpt = None,
+    cache_latents: CacheLatentsOpt = False,
     cache_text: CacheTextOpt = False,
     save_dtype: SaveDtypeOpt = "fp32",
 ) -> None:
@@ -287,16 +292,11 @@ def ip2p_command(
     from .loop import train
 
     settings = InstructPix2PixSettings(
-        data_dir=data,
-        resolution=resolution,
-        resize=resize,
-        pretrained_model=pretrained_model,
-        prediction_type=prediction_type,
-        snr_gamma=snr_gamma,
-        train_text_encoder=train_text_encoder,
-        cache_latents=cache_latents,
-        cache_text=cache_text,
-        save_dtype=save_dtype,
+        **_diffusion_common(
+            data, resolution, resize, pretrained_model, prediction_type=prediction_type, snr_gamma=snr_gamma,
+            train_text_encoder=train_text_encoder, cache_latents=cache_latents, cache_text=cache_text,
+            save_dtype=save_dtype,
+        ),
         input_image_column=input_image_column,
         edit_prompt_column=edit_prompt_column,
         edited_image_column=edited_image_column,

@@ -20,8 +20,7 @@ from PIL import Image
 
 from ...errors import InvalidModelError
 from ...hub import load_pretrained
-from ._images import ImageInput
-from .clip import (
+from ._encoders import (
     _cosine,
     _model_key,
     _normalised_pixels,
@@ -30,6 +29,7 @@ from .clip import (
     _resolve_device,
     _same_length,
 )
+from ._images import ImageInput
 
 DINO_MODEL = "facebook/dino-vits16"
 """DINO ViT-S/16, used by MagicBrush for the DINO similarity."""

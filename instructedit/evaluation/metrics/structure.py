@@ -29,8 +29,8 @@ import torch
 import torch.nn.functional as F
 
 from ...errors import InvalidModelError
+from ._encoders import _same_length
 from ._images import ImageInput, MaskInput, load_pair, mask_to_tensor, unedited_region
-from .clip import _same_length
 from .dino import IMAGENET_MEAN, IMAGENET_STD, DinoEncoder, load_dino
 
 STRUCTURE_MODEL = "facebook/dino-vitb8"
