@@ -270,7 +270,7 @@ def test_cli_reports_malformed_data_in_one_line_and_trains(toy, tmp_path):
 def test_recipe_chains_domain_data_vae_text2image_and_ip2p(tmp_path):
     from diffusers import DiffusionPipeline
 
-    from instructedit.training.recipe import RecipeSettings, run_recipe, scaled
+    from instructedit.training.recipe import RecipeSettings, run_recipe, save_ip2p_checkpoint, scaled
 
     settings = RecipeSettings(
         output_dir=tmp_path,
@@ -301,6 +301,11 @@ def test_recipe_chains_domain_data_vae_text2image_and_ip2p(tmp_path):
     # rerunning with resume reuses data and checkpoints instead of starting over
     again = run_recipe(replace(settings, resume=True), stages=("vae",))
     assert again["vae"].resumed_from == 1
+    # a stage's last checkpoint, saved as a pipeline, is the model the stage saved itself (its EMA weights)
+    final = _weights(results["ip2p"].output)
+    save_ip2p_checkpoint(settings, tmp_path / "ip2p" / "checkpoints" / "checkpoint-1")
+    again = _weights(results["ip2p"].output)
+    assert final.keys() == again.keys() and all(torch.equal(final[k], again[k]) for k in final)
 
 
 def test_text_encoder_probe_runs_both_kinds_of_encoder(tiny_bert):

@@ -135,7 +135,8 @@ def _table_data(
 def _html_table(head: list[str], body: list[list[str]]) -> str:
     cells = "".join(f"<th>{html.escape(h)}</th>" for h in head)
     lines = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in body)
-    return f"<table><thead><tr>{cells}</tr></thead><tbody>{lines}</tbody></table>"
+    # wide metric tables scroll sideways inside the page instead of running off it
+    return f'<div class="scroll"><table><thead><tr>{cells}</tr></thead><tbody>{lines}</tbody></table></div>'
 
 
 def _markdown_table(head: list[str], body: list[list[str]]) -> str:
@@ -271,7 +272,9 @@ def _plot(series: list[Series], x: str, y: str) -> str | None:
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8)
     parameters = sorted({s.parameter for s in series if s.parameter})
-    axes.set_title(f"{y} vs {x}" + (f" over {', '.join(parameters)}" if parameters else ""), fontsize=9)
+    # the legend's annotations carry each point's value; the title names what is swept, wrapped to fit the plot
+    swept = f"\nswept: {', '.join(parameters)}" if parameters else ""
+    axes.set_title(f"{y} vs {x}{swept}", fontsize=8)
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
@@ -312,7 +315,7 @@ th,td{border:1px solid #ccc;padding:3px 7px;text-align:right;vertical-align:top}
 th{background:#f3f3f3} td:first-child,th:first-child{text-align:left}
 table.grid td{text-align:center} td.label{text-align:left;max-width:220px}
 .missing{color:#999;font-size:11px} .plots img{margin:6px;border:1px solid #ddd}
-.note{color:#666;font-size:13px}
+.note{color:#666;font-size:13px} .scroll{overflow-x:auto;max-width:100%}
 """
 
 

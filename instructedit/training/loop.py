@@ -242,3 +242,33 @@ def _jsonable(value):
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     return value
+
+
+def save_from_checkpoint(
+    task: TrainingTask, checkpoint: str | Path, output_dir: str | Path, use_ema: bool = True
+) -> Path:
+    """Save the model of an intermediate checkpoint of ``task`` as ``train`` saves its final one.
+
+    Useful when a run is stopped early: the weights (with ``use_ema``, the checkpoint's EMA weights, which is what
+    ``train`` would have saved) go through ``task.save_final`` into ``output_dir``.
+    """
+    from safetensors.torch import load_file
+
+    checkpoint = Path(checkpoint)
+    modules = task.trainable_modules()
+    for i, module in enumerate(modules.values()):  # accelerate names the prepared models in order
+        weights = checkpoint / ("model.safetensors" if i == 0 else f"model_{i}.safetensors")
+        if not weights.is_file():
+            raise InvalidRequestError(f"'{checkpoint}' is not a checkpoint of {task.name} (no {weights.name}).")
+        module.load_state_dict(load_file(weights))
+    if use_ema:
+        ema_file = checkpoint / "custom_checkpoint_0.pkl"
+        if not ema_file.is_file():
+            raise InvalidRequestError(f"'{checkpoint}' holds no EMA weights: pass use_ema=False.")
+        params = [p for m in modules.values() for p in m.parameters() if p.requires_grad]
+        ema = EMAModel(params)
+        ema.load_state_dict(torch.load(ema_file, map_location="cpu", weights_only=False))
+        ema.copy_to(params)
+    for module in modules.values():
+        module.eval()
+    return task.save_final(modules, Path(output_dir))

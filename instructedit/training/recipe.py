@@ -34,14 +34,14 @@ class RecipeSettings:
     unet_channels: tuple[int, ...] = (32, 64, 64)
     text_hidden_size: int = 128
     text_layers: int = 4
-    vae_steps: int = 8000
+    vae_steps: int = 4000
     vae_batch_size: int = 8
     vae_learning_rate: float = 5e-4
     vae_crop_size: int | None = None
     vae_norm_groups: int = 1  # one group keeps absolute colour through the norms (flat-colour scenes)
-    text2image_steps: int = 15000
+    text2image_steps: int = 6500
     text2image_learning_rate: float = 3e-4
-    ip2p_steps: int = 10000
+    ip2p_steps: int = 3000
     ip2p_learning_rate: float = 2e-4
     text_encoder: str = "minilm"
     max_text_length: int = 40
@@ -137,19 +137,34 @@ def run_recipe(
         )
         results["text2image"] = train(Text2ImageTask(t2i), config)
     if "ip2p" in stages:
-        ip2p = InstructPix2PixSettings(
-            data_dir=data["train"] / "edit",
+        config = _config(settings, "ip2p", settings.ip2p_steps, settings.ip2p_learning_rate, settings.use_ema)
+        results["ip2p"] = train(ip2p_task(settings, data["train"]), config)
+    return results
+
+
+def ip2p_task(settings: RecipeSettings, train_split: Path) -> InstructPix2PixTask:
+    """The recipe's InstructPix2Pix stage: starts from OUT/text2image/pipeline, trains on the split's edits."""
+    return InstructPix2PixTask(
+        InstructPix2PixSettings(
+            data_dir=train_split / "edit",
             resolution=settings.resolution,
-            pretrained_model=str(out / "text2image" / "pipeline"),
+            pretrained_model=str(Path(settings.output_dir) / "text2image" / "pipeline"),
             snr_gamma=settings.snr_gamma,
             cache_latents=True,
             save_dtype=settings.save_dtype,
             train_text_encoder=settings.text_encoder == "new",
             cache_text=settings.text_encoder != "new",
         )
-        config = _config(settings, "ip2p", settings.ip2p_steps, settings.ip2p_learning_rate, settings.use_ema)
-        results["ip2p"] = train(InstructPix2PixTask(ip2p), config)
-    return results
+    )
+
+
+def save_ip2p_checkpoint(settings: RecipeSettings, checkpoint: str | Path) -> Path:
+    """Save an intermediate checkpoint of the InstructPix2Pix stage (its EMA weights) as OUT/ip2p/pipeline, for a
+    run stopped before its last step."""
+    from .loop import save_from_checkpoint
+
+    out = Path(settings.output_dir)
+    return save_from_checkpoint(ip2p_task(settings, out / "data" / "train"), checkpoint, out / "ip2p")
 
 
 def scaled(settings: RecipeSettings, factor: float) -> RecipeSettings:
