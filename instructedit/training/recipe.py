@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .diffusion_task import InstructPix2PixSettings, InstructPix2PixTask, Text2ImageSettings, Text2ImageTask
-from .loop import TrainingConfig, TrainingResult, train
+from .loop import TrainingConfig, TrainingResult, save_from_checkpoint, train
 from .vae_trainer import VAESettings, VAETask
 
 
@@ -161,8 +161,6 @@ def ip2p_task(settings: RecipeSettings, train_split: Path) -> InstructPix2PixTas
 def save_ip2p_checkpoint(settings: RecipeSettings, checkpoint: str | Path) -> Path:
     """Save an intermediate checkpoint of the InstructPix2Pix stage (its EMA weights) as OUT/ip2p/pipeline, for a
     run stopped before its last step."""
-    from .loop import save_from_checkpoint
-
     out = Path(settings.output_dir)
     return save_from_checkpoint(ip2p_task(settings, out / "data" / "train"), checkpoint, out / "ip2p")
 
