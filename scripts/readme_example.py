@@ -40,6 +40,7 @@ def main() -> None:
     for i, (panel, label) in enumerate(zip(panels, ("input", "instructedit edit", "ground truth"), strict=True)):
         sheet.paste(panel.resize((side, side), Image.NEAREST), (i * (side + 20), 28))
         draw.text((i * (side + 20) + 4, 8), label, fill="black")
+    (ROOT / "docs").mkdir(exist_ok=True)
     sheet.save(ROOT / "docs" / "builtin_example.png")
     print(f"{sample.instruction!r}: {' '.join(command)}")
 

@@ -47,9 +47,26 @@ def main() -> None:
     parser.add_argument("--ip2p-checkpoint-step", type=int, default=None,
                         help="the InstructPix2Pix model was saved from this checkpoint of a run stopped early")
     parser.add_argument("--ip2p-planned-steps", type=int, default=None, help="that run's --ip2p-steps")
+    parser.add_argument("--vae-card", type=Path, default=None,
+                        help="instructedit.json of the model whose VAE the recipe finished with --vae-from: its VAE "
+                             "training record is carried over")
+    parser.add_argument("--tuning", type=Path, default=None,
+                        help="JSON written by scripts/tune_builtin_defaults.py: its chosen settings become the "
+                             "per-method defaults")
     args = parser.parse_args()
     out = args.recipe_out
     training = {stage: stage_summary(out / stage) for stage in ("vae", "text2image")}
+    if args.vae_card is not None and not training["vae"]:
+        carried = json.loads(args.vae_card.read_text())["training"]["vae"]
+        training["vae"] = {k: v for k, v in carried.items() if k != "metrics"}
+        training["vae"]["finished_with"] = "instructedit train all --stages vae --vae-from (latents standardised)"
+    defaults = {method: dict(values) for method, values in DEFAULTS.items()}
+    tuned_on = None
+    if args.tuning is not None:
+        tuning = json.loads(args.tuning.read_text())
+        for method, entry in tuning["chosen"].items():
+            defaults[method].update(entry["params"])
+        tuned_on = {**tuning["validation"], "script": "scripts/tune_builtin_defaults.py"}
     training["ip2p"] = stage_summary(out / "ip2p", args.ip2p_checkpoint_step)
     if args.ip2p_checkpoint_step:
         training["ip2p"]["saved_from_checkpoint"] = args.ip2p_checkpoint_step
@@ -62,7 +79,8 @@ def main() -> None:
         "seed": args.seed,
         "training": training,
         "machine": f"{platform.machine()} CPU, {torch.get_num_threads()} threads, torch {torch.__version__}",
-        "defaults": DEFAULTS,
+        "defaults": defaults,
+        "defaults_tuned_on": tuned_on,
     }
     folders = {"t2i": out / "text2image" / "pipeline", "ip2p": out / "ip2p" / "pipeline"}
     for kind, source in folders.items():

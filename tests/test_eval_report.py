@@ -106,6 +106,11 @@ def test_report_html_and_markdown(tmp_path: Path) -> None:
     plots = [im for im in images if im.width > 300]
     thumbs = [im for im in images if im.width <= 48]
     assert len(plots) == 1  # l1_target (edit success) against l1_input (distance to the input)
+    # the same plot is written as a PNG file and shown in the Markdown summary
+    assert files.plots == [out / "plots" / "l1_target_vs_l1_input.png"]
+    with Image.open(files.plots[0]) as written:
+        assert written.size == plots[0].size and np.array_equal(np.asarray(written), np.asarray(plots[0]))
+    assert "![l1_target_vs_l1_input](plots/l1_target_vs_l1_input.png)" in files.markdown.read_text()
     # grid: 2 samples x (input + 2 methods + ground truth); sweep strip: sdedit's 3 settings
     assert len(thumbs) == 2 * 4 + 3
     markdown = files.markdown.read_text()

@@ -203,6 +203,43 @@ def test_vae_training_sets_a_unit_variance_scaling_factor(toy, tmp_path):
     assert metrics["train_psnr_db"] > 0
 
 
+def test_vae_stage_standardises_each_latent_channel(toy, tmp_path):
+    from diffusers import AutoencoderKL
+
+    from instructedit.training.data import ImageCaptionColumns, ImageCaptionDataset
+    from instructedit.training.latents import latent_samples
+
+    settings = VAESettings(data_dir=toy["t2i"], resolution=16, block_out_channels=(8, 16), crop_size=8)
+    result = train(VAETask(settings), _config(tmp_path / "vae", max_train_steps=2, use_ema=False))
+    vae = AutoencoderKL.from_pretrained(result.output)
+    metrics = json.loads((tmp_path / "vae" / "vae_metrics.json").read_text())
+    assert len(metrics["latent_channel_mean"]) == vae.config.latent_channels
+    z = latent_samples(vae, ImageCaptionDataset(toy["t2i"], 16, ImageCaptionColumns(caption=None)))
+    assert torch.allclose(z.mean(dim=(0, 2, 3)), torch.zeros(4), atol=1e-4)
+    assert torch.allclose(z.std(dim=(0, 2, 3)), torch.ones(4), atol=1e-4)
+
+
+def test_standardizing_the_latent_space_is_an_exact_reparameterisation():
+    from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
+
+    from instructedit.training.latents import standardize_latent_space
+
+    vae = small_vae((8, 16), sample_size=16, norm_num_groups=4).eval()
+    with torch.no_grad():  # a trained VAE's latents sit off zero; give this random one such offsets
+        vae.quant_conv.bias[:4] += torch.tensor([3.0, -2.0, 0.5, 1.0])
+    pixels = torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    with torch.no_grad():
+        before = vae.encode(pixels).latent_dist
+        mean, std = torch.tensor([2.0, -1.0, 0.3, 0.7]), torch.tensor([0.5, 2.0, 1.5, 0.25])
+        decoded = vae.decode(before.mean).sample
+        standardize_latent_space(vae, mean, std)
+        after: DiagonalGaussianDistribution = vae.encode(pixels).latent_dist
+        view = (-1, 1, 1)
+        assert torch.allclose(after.mean, (before.mean - mean.view(view)) / std.view(view), atol=1e-5)
+        assert torch.allclose(after.std, before.std / std.view(view), rtol=1e-4)
+        assert torch.allclose(vae.decode(after.mean).sample, decoded, atol=1e-5)
+
+
 class _LinearTask(TrainingTask):
     name = "linear"
 
@@ -268,7 +305,7 @@ def test_cli_reports_malformed_data_in_one_line_and_trains(toy, tmp_path):
 
 
 def test_recipe_chains_domain_data_vae_text2image_and_ip2p(tmp_path):
-    from diffusers import DiffusionPipeline
+    from diffusers import AutoencoderKL, DiffusionPipeline
 
     from instructedit.training.recipe import RecipeSettings, run_recipe, save_ip2p_checkpoint, scaled
 
@@ -294,6 +331,7 @@ def test_recipe_chains_domain_data_vae_text2image_and_ip2p(tmp_path):
     t2i = DiffusionPipeline.from_pretrained(results["text2image"].output)
     ip2p = DiffusionPipeline.from_pretrained(results["ip2p"].output)
     assert t2i.unet.config.in_channels == 4 and ip2p.unet.config.in_channels == 8
+    assert t2i.scheduler.config.prediction_type == ip2p.scheduler.config.prediction_type == "v_prediction"
     # the instructions were part of the tokenizer's corpus, so instruction words are whole tokens
     instruction = json.loads((tmp_path / "data/train/edit/metadata.jsonl").read_text().splitlines()[0])["edit_prompt"]
     verb = instruction.split()[0]
@@ -301,6 +339,16 @@ def test_recipe_chains_domain_data_vae_text2image_and_ip2p(tmp_path):
     # rerunning with resume reuses data and checkpoints instead of starting over
     again = run_recipe(replace(settings, resume=True), stages=("vae",))
     assert again["vae"].resumed_from == 1
+    # a VAE trained elsewhere is finished like the stage's own: same decoder output, standardised latents
+    trained = AutoencoderKL.from_pretrained(results["vae"].output)
+    finished = run_recipe(replace(settings, output_dir=tmp_path / "again"), ("vae",), vae_from=str(tmp_path / "vae"))
+    refinished = AutoencoderKL.from_pretrained(finished["vae"].output)
+    pixels = torch.rand(1, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        expected = trained.decode(trained.encode(pixels).latent_dist.mode()).sample
+        again = refinished.decode(refinished.encode(pixels).latent_dist.mode()).sample
+        assert torch.allclose(again, expected, atol=1e-4)
+    assert finished["vae"].extra["finished_from"] == str(tmp_path / "vae")
     # a stage's last checkpoint, saved as a pipeline, is the model the stage saved itself (its EMA weights)
     final = _weights(results["ip2p"].output)
     save_ip2p_checkpoint(settings, tmp_path / "ip2p" / "checkpoints" / "checkpoint-1")

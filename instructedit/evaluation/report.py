@@ -20,7 +20,7 @@ import html
 import io
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,12 +52,14 @@ PAIRS = (("clip_i_input", "clip_dir"),)
 #: Set-level plots (DiffEdit): FID/KID (y) against the first present of these text-alignment metrics (x).
 SET_X_AXES = ("clip_score", "clip_t", "oracle_edit_applied", "clip_dir")
 MAX_PLOTS = 6
+PLOTS_FOLDER = "plots"  # next to the report: the trade-off plots as PNG files
 
 
 @dataclass
 class ReportFiles:
     html: Path
     markdown: Path
+    plots: list[Path] = field(default_factory=list)  # each trade-off plot also as a PNG (for papers, READMEs)
 
 
 # ------------------------------------------------------------------------------------------------ inputs
@@ -244,7 +246,7 @@ def _plot_pairs(metrics: Sequence[str]) -> list[tuple[str, str]]:
     return list(dict.fromkeys(pairs))[:MAX_PLOTS]
 
 
-def _plot(series: list[Series], x: str, y: str) -> str | None:
+def _plot(series: list[Series], x: str, y: str) -> bytes | None:
     try:
         import matplotlib
 
@@ -278,7 +280,7 @@ def _plot(series: list[Series], x: str, y: str) -> str | None:
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    return buffer.getvalue()
 
 
 def _set_charts(
@@ -375,7 +377,7 @@ def build_report(
         head_t, body_t = _table_data(summarize(good, by_type, columns), by_type, columns)
         sections.append("<h2>Per edit type</h2>" + _html_table(head_t, body_t))
 
-    plots = []
+    plots, plot_files = [], []
     charts = [(x, y, curve_series(good, x, y)) for x, y in _plot_pairs(present)]
     charts += _set_charts(good, present, set_rows)
     for x, y, series in charts:
@@ -384,9 +386,16 @@ def build_report(
             if data is None:
                 plots.append('<p class="note">Install matplotlib to draw the trade-off curves.</p>')
                 break
-            plots.append(f'<img src="{data}" alt="{html.escape(y)} vs {html.escape(x)}">')
+            encoded = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+            plots.append(f'<img src="{encoded}" alt="{html.escape(y)} vs {html.escape(x)}">')
+            plot_files.append(html_path.parent / PLOTS_FOLDER / f"{y}_vs_{x}.png")
+            plot_files[-1].parent.mkdir(parents=True, exist_ok=True)
+            plot_files[-1].write_bytes(data)
     if plots:
         sections.append('<h2>Trade-off curves</h2><div class="plots">' + "".join(plots) + "</div>")
+    if plot_files:
+        md += ["## Trade-off curves", ""]
+        md += [f"![{f.stem}]({PLOTS_FOLDER}/{f.name})" for f in plot_files] + [""]
 
     if good:
         grid_methods = [m for m in methods if any(r["method"] == m for r in good)]
@@ -413,4 +422,4 @@ def build_report(
     html_path.write_text(page, encoding="utf-8")
     md_path.parent.mkdir(parents=True, exist_ok=True)
     md_path.write_text("\n".join(md), encoding="utf-8")
-    return ReportFiles(html=html_path, markdown=md_path)
+    return ReportFiles(html=html_path, markdown=md_path, plots=plot_files)

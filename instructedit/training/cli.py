@@ -320,6 +320,9 @@ def all_command(
     ] = None,
     unet_channels: Annotated[str | None, typer.Option(help="block_out_channels of the UNet, e.g. 32,64,64.")] = None,
     stages: Annotated[str, typer.Option(help="Comma-separated stages to run.")] = "vae,text2image,ip2p",
+    vae_from: Annotated[
+        str | None, typer.Option(help="Finish this trained VAE (or pipeline folder) instead of training one.")
+    ] = None,
     save_dtype: Annotated[str | None, typer.Option(help="dtype of the saved weights: fp32, fp16 or bf16.")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of data, initialisation and noise.")] = None,
     checkpointing_steps: Annotated[int | None, typer.Option(help="Save a checkpoint every N steps.")] = None,
@@ -354,7 +357,7 @@ def all_command(
         progress_bar=progress,
         **{name: value for name, value in given.items() if value is not None},
     )
-    for result in run_recipe(settings, chosen).values():
+    for result in run_recipe(settings, chosen, vae_from=vae_from).values():
         _report(result)
 
 

@@ -1,5 +1,5 @@
 """VAE latents for diffusion training: encoding (optionally cached once for the whole dataset), reparameterised
-sampling with an explicit generator, and the latent scaling factor.
+sampling with an explicit generator, the latent scaling factor, and an exact re-centring of the latent space.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from diffusers import AutoencoderKL
 from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
 from torch.utils.data import DataLoader, Dataset
 
+from ..errors import InvalidModelError
 from .data import collate
 
 
@@ -51,19 +52,75 @@ class LatentCache:
 
 
 @torch.no_grad()
-def latent_std(
+def latent_samples(
     vae: AutoencoderKL, dataset: Dataset, max_samples: int = 1024, batch_size: int = 64, seed: int = 0
-) -> float:
-    """Standard deviation of unscaled posterior samples over (the first ``max_samples`` of) ``dataset``."""
+) -> torch.Tensor:
+    """Unscaled posterior samples (N, C, h, w) of (the first ``max_samples`` of) ``dataset``."""
     generator = torch.Generator().manual_seed(seed)
     count = min(len(dataset), max_samples)
     subset = torch.utils.data.Subset(dataset, range(count))
     samples = []
     for batch in DataLoader(subset, batch_size=batch_size, shuffle=False, collate_fn=collate):
         samples.append(posterior_sample(encode_parameters(vae, batch["pixel_values"]), generator).float().cpu())
-    return float(torch.cat(samples).std())
+    return torch.cat(samples)
+
+
+def latent_std(
+    vae: AutoencoderKL, dataset: Dataset, max_samples: int = 1024, batch_size: int = 64, seed: int = 0
+) -> float:
+    """Standard deviation of unscaled posterior samples over (the first ``max_samples`` of) ``dataset``."""
+    return float(latent_samples(vae, dataset, max_samples, batch_size, seed).std())
 
 
 def scaling_factor_for(std: float) -> float:
     """The ``scaling_factor`` that gives latents unit variance (SD computed 0.18215 this way)."""
     return 1.0 / max(std, 1e-8)
+
+
+@torch.no_grad()
+def standardize_latent_space(vae: AutoencoderKL, mean: torch.Tensor, std: torch.Tensor) -> None:
+    """Re-parameterise ``vae`` in place so that its latents become ``(z - mean) / std`` per channel, exactly.
+
+    Why: Stable Diffusion pipelines only multiply latents by ``scaling_factor``; a VAE whose latent channels sit
+    far from zero (a small VAE trained on flat-colour images has channel means of several standard deviations)
+    leaves the diffusion model a large constant to predict from almost pure noise, where an epsilon-predicting
+    UNet amplifies every error by 1/sqrt(alpha_bar) — samples then come out with the wrong global colours. The
+    shift and scale are folded into the 1x1 ``quant_conv`` (encoder side: mean and log-variance rows) and
+    ``post_quant_conv`` (decoder side: its input columns and bias), so ``decode(encode(x))`` is unchanged and the
+    VAE still loads in every standard pipeline.
+    """
+    if vae.quant_conv is None or vae.post_quant_conv is None:
+        raise InvalidModelError(
+            "this VAE has no quant_conv/post_quant_conv to fold the latent statistics into: keep its latents as "
+            "they are (use_quant_conv and use_post_quant_conv must be true)."
+        )
+    channels = vae.config.latent_channels
+    mean = mean.to(vae.quant_conv.weight).flatten()
+    gain = 1.0 / std.to(vae.quant_conv.weight).flatten().clamp_min(1e-8)
+    if mean.numel() != channels or gain.numel() != channels:
+        raise ValueError(f"mean and std need {channels} entries (one per latent channel)")
+    encoder = vae.quant_conv  # out rows [0, C): mean, [C, 2C): log-variance
+    encoder.weight[:channels] *= gain.view(-1, 1, 1, 1)
+    encoder.bias[:channels] = (encoder.bias[:channels] - mean) * gain
+    encoder.bias[channels:] += 2.0 * torch.log(gain)
+    decoder = vae.post_quant_conv  # z = z' / gain + mean
+    decoder.bias += decoder.weight[:, :, 0, 0] @ mean
+    decoder.weight /= gain.view(1, -1, 1, 1)
+
+
+def standardize_vae(
+    vae: AutoencoderKL, dataset: Dataset, max_samples: int = 1024, seed: int = 0
+) -> dict[str, list[float] | float]:
+    """Measure the per-channel latent mean and std on ``dataset``, fold them into ``vae``
+    (:func:`standardize_latent_space`) and set ``scaling_factor`` for unit variance; returns the statistics."""
+    before = latent_samples(vae, dataset, max_samples, seed=seed)
+    mean, std = before.mean(dim=(0, 2, 3)), before.std(dim=(0, 2, 3))
+    standardize_latent_space(vae, mean, std)
+    after = latent_std(vae, dataset, max_samples, seed=seed)
+    vae.register_to_config(scaling_factor=scaling_factor_for(after))
+    return {
+        "latent_channel_mean": mean.tolist(),
+        "latent_channel_std": std.tolist(),
+        "latent_std": float(before.std()),
+        "scaling_factor": vae.config.scaling_factor,
+    }

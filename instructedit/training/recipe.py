@@ -45,7 +45,9 @@ class RecipeSettings:
     ip2p_learning_rate: float = 2e-4
     text_encoder: str = "minilm"
     max_text_length: int = 40
-    prediction_type: str = "epsilon"
+    # v-prediction: at high noise the UNet predicts the clean latent directly, where an epsilon model amplifies
+    # its errors by 1/sqrt(alpha_bar) (measured: wrong global colours from the epsilon-trained built-in model)
+    prediction_type: str = "v_prediction"
     snr_gamma: float | None = 5.0
     use_ema: bool = True
     ema_decay: float = 0.999
@@ -74,6 +76,29 @@ def domain_data(settings: RecipeSettings) -> dict[str, Path]:
     return folders
 
 
+def vae_settings(settings: RecipeSettings, data: dict[str, Path]) -> VAESettings:
+    """The recipe's VAE stage settings (``data``: the split folders of :func:`domain_data`)."""
+    return VAESettings(
+        data_dir=data["train"] / "t2i",
+        resolution=settings.resolution,
+        block_out_channels=settings.vae_channels,
+        crop_size=settings.vae_crop_size,
+        mid_block_attention=False,
+        norm_num_groups=settings.vae_norm_groups,
+        eval_data_dir=data["test"] / "t2i",
+        save_dtype=settings.save_dtype,
+    )
+
+
+def restandardize_vae(settings: RecipeSettings, vae: str | Path) -> Path:
+    """Finish an already trained VAE (e.g. one saved before latent standardisation existed) exactly as the VAE
+    stage finishes its own — standardised latents, scaling factor, metrics — into OUT/vae."""
+    from .vae_trainer import load_vae, save_vae
+
+    stage = vae_settings(settings, domain_data(settings))
+    return save_vae(load_vae(str(vae)), VAETask(stage).dataset(), stage, Path(settings.output_dir) / "vae")
+
+
 def _config(
     settings: RecipeSettings, stage: str, steps: int, learning_rate: float, ema: bool, batch_size: int | None = None
 ) -> TrainingConfig:
@@ -94,25 +119,23 @@ def _config(
 
 
 def run_recipe(
-    settings: RecipeSettings, stages: tuple[str, ...] = ("vae", "text2image", "ip2p")
+    settings: RecipeSettings, stages: tuple[str, ...] = ("vae", "text2image", "ip2p"), vae_from: str | None = None
 ) -> dict[str, TrainingResult]:
-    """Run the chosen stages in order; returns each stage's TrainingResult."""
+    """Run the chosen stages in order; returns each stage's TrainingResult.
+
+    ``vae_from`` (a VAE, or a pipeline folder holding one) replaces training in the VAE stage: that VAE is
+    finished as the stage finishes its own (:func:`restandardize_vae`).
+    """
     data = domain_data(settings)
     out = Path(settings.output_dir)
     results: dict[str, TrainingResult] = {}
-    if "vae" in stages:
-        vae = VAESettings(
-            data_dir=data["train"] / "t2i",
-            resolution=settings.resolution,
-            block_out_channels=settings.vae_channels,
-            crop_size=settings.vae_crop_size,
-            mid_block_attention=False,
-            norm_num_groups=settings.vae_norm_groups,
-            eval_data_dir=data["test"] / "t2i",
-            save_dtype=settings.save_dtype,
-        )
+    if "vae" in stages and vae_from:
+        folder = restandardize_vae(settings, vae_from)
+        results["vae"] = TrainingResult(output=folder, global_step=0, last_loss=None, seconds_per_step=None,
+                                        extra={"finished_from": str(vae_from)})
+    elif "vae" in stages:
         results["vae"] = train(
-            VAETask(vae),
+            VAETask(vae_settings(settings, data)),
             _config(settings, "vae", settings.vae_steps, settings.vae_learning_rate, False, settings.vae_batch_size),
         )
     if "text2image" in stages:

@@ -23,7 +23,14 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from ..errors import InvalidRequestError
 from ..hub import load_pretrained
 from .data import ImageCaptionColumns, ImageCaptionDataset, collate
-from .latents import encode_parameters, latent_std, posterior_mode, posterior_sample, scaling_factor_for
+from .latents import (
+    encode_parameters,
+    latent_std,
+    posterior_mode,
+    posterior_sample,
+    scaling_factor_for,
+    standardize_vae,
+)
 from .loop import TrainingTask
 from .models import small_vae, vae_downsample_factor
 from .pipelines import cast_for_saving
@@ -45,6 +52,7 @@ class VAESettings:
     latent_channels: int = 4
     mid_block_attention: bool = True
     norm_num_groups: int | None = None  # None: min(32, smallest channel count), as in small_vae
+    standardize_latents: bool = True  # fold per-channel latent mean/std into the VAE (see standardize_latent_space)
     kl_weight: float = 1e-6
     l1_weight: float = 0.0
     crop_size: int | None = None
@@ -118,26 +126,36 @@ class VAETask(TrainingTask):
         return vae_loss(reconstruction, pixels, parameters, self.settings.kl_weight, self.settings.l1_weight)
 
     def save_final(self, modules: dict[str, torch.nn.Module], output_dir: Path) -> Path:
-        vae: AutoencoderKL = modules["vae"]
-        std = latent_std(vae, self._dataset, max_samples=self.settings.scale_samples)
-        vae.register_to_config(scaling_factor=scaling_factor_for(std))
-        metrics = {"latent_std": std, "scaling_factor": vae.config.scaling_factor}
-        metrics["train_psnr_db"] = reconstruction_psnr(vae, self._dataset, self.settings.eval_samples)
-        if self.settings.eval_data_dir is not None:
-            eval_set = ImageCaptionDataset(
-                self.settings.eval_data_dir,
-                self.settings.resolution,
-                ImageCaptionColumns(image=self.settings.image_column, caption=None),
-                resize=self.settings.resize,
-            )
-            metrics["eval_psnr_db"] = reconstruction_psnr(vae, eval_set, self.settings.eval_samples)
-        folder = output_dir / VAE_FOLDER
-        cast_for_saving(vae, self.settings.save_dtype).save_pretrained(folder, safe_serialization=True)
-        (output_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
-        return folder
+        return save_vae(modules["vae"], self._dataset, self.settings, output_dir)
 
     def describe(self) -> dict:
         return {k: str(v) if isinstance(v, Path) else v for k, v in vars(self.settings).items()}
+
+
+def save_vae(vae: AutoencoderKL, dataset: Dataset, settings: VAESettings, output_dir: Path) -> Path:
+    """Finish a trained VAE — standardise its latent space (or only set the scaling factor), measure
+    reconstruction PSNR on the training and evaluation images — and save it to ``output_dir/vae`` with
+    ``output_dir/vae_metrics.json``."""
+    if settings.standardize_latents:
+        metrics: dict = standardize_vae(vae, dataset, max_samples=settings.scale_samples)
+    else:
+        std = latent_std(vae, dataset, max_samples=settings.scale_samples)
+        vae.register_to_config(scaling_factor=scaling_factor_for(std))
+        metrics = {"latent_std": std, "scaling_factor": vae.config.scaling_factor}
+    metrics["train_psnr_db"] = reconstruction_psnr(vae, dataset, settings.eval_samples)
+    if settings.eval_data_dir is not None:
+        eval_set = ImageCaptionDataset(
+            settings.eval_data_dir,
+            settings.resolution,
+            ImageCaptionColumns(image=settings.image_column, caption=None),
+            resize=settings.resize,
+        )
+        metrics["eval_psnr_db"] = reconstruction_psnr(vae, eval_set, settings.eval_samples)
+    output_dir = Path(output_dir)
+    folder = output_dir / VAE_FOLDER
+    cast_for_saving(vae, settings.save_dtype).save_pretrained(folder, safe_serialization=True)
+    (output_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
+    return folder
 
 
 def vae_loss(
