@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from instructedit.errors import NumericalError
+from instructedit.errors import InvalidRequestError, NumericalError
 from instructedit.training.checkpoints import list_checkpoints
 from instructedit.training.diffusion_task import (
     InstructPix2PixSettings,
@@ -349,6 +349,8 @@ def test_recipe_chains_domain_data_vae_text2image_and_ip2p(tmp_path):
         again = refinished.decode(refinished.encode(pixels).latent_dist.mode()).sample
         assert torch.allclose(again, expected, atol=1e-4)
     assert finished["vae"].extra["finished_from"] == str(tmp_path / "vae")
+    with pytest.raises(InvalidRequestError, match="add vae to --stages"):
+        run_recipe(settings, ("text2image",), vae_from=str(tmp_path / "vae"))
     # a stage's last checkpoint, saved as a pipeline, is the model the stage saved itself (its EMA weights)
     final = _weights(results["ip2p"].output)
     save_ip2p_checkpoint(settings, tmp_path / "ip2p" / "checkpoints" / "checkpoint-1")

@@ -388,9 +388,10 @@ def build_report(
                 break
             encoded = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
             plots.append(f'<img src="{encoded}" alt="{html.escape(y)} vs {html.escape(x)}">')
-            plot_files.append(html_path.parent / PLOTS_FOLDER / f"{y}_vs_{x}.png")
-            plot_files[-1].parent.mkdir(parents=True, exist_ok=True)
-            plot_files[-1].write_bytes(data)
+            plot_file = html_path.parent / PLOTS_FOLDER / f"{y}_vs_{x}.png"
+            plot_file.parent.mkdir(parents=True, exist_ok=True)
+            plot_file.write_bytes(data)
+            plot_files.append(plot_file)
     if plots:
         sections.append('<h2>Trade-off curves</h2><div class="plots">' + "".join(plots) + "</div>")
     if plot_files:

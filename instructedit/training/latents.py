@@ -9,7 +9,7 @@ from diffusers import AutoencoderKL
 from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
 from torch.utils.data import DataLoader, Dataset
 
-from ..errors import InvalidModelError
+from ..errors import InvalidModelError, InvalidRequestError
 from .data import collate
 
 
@@ -98,7 +98,7 @@ def standardize_latent_space(vae: AutoencoderKL, mean: torch.Tensor, std: torch.
     mean = mean.to(vae.quant_conv.weight).flatten()
     gain = 1.0 / std.to(vae.quant_conv.weight).flatten().clamp_min(1e-8)
     if mean.numel() != channels or gain.numel() != channels:
-        raise ValueError(f"mean and std need {channels} entries (one per latent channel)")
+        raise InvalidRequestError(f"mean and std need {channels} entries (one per latent channel).")
     encoder = vae.quant_conv  # out rows [0, C): mean, [C, 2C): log-variance
     encoder.weight[:channels] *= gain.view(-1, 1, 1, 1)
     encoder.bias[:channels] = (encoder.bias[:channels] - mean) * gain
@@ -116,8 +116,9 @@ def standardize_vae(
     before = latent_samples(vae, dataset, max_samples, seed=seed)
     mean, std = before.mean(dim=(0, 2, 3)), before.std(dim=(0, 2, 3))
     standardize_latent_space(vae, mean, std)
-    after = latent_std(vae, dataset, max_samples, seed=seed)
-    vae.register_to_config(scaling_factor=scaling_factor_for(after))
+    # the re-parameterisation is exact and the generator's draws repeat, so re-encoding would give these samples
+    after = (before - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
+    vae.register_to_config(scaling_factor=scaling_factor_for(float(after.std())))
     return {
         "latent_channel_mean": mean.tolist(),
         "latent_channel_std": std.tolist(),

@@ -15,6 +15,7 @@ import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from ..errors import InvalidRequestError
 from .diffusion_task import InstructPix2PixSettings, InstructPix2PixTask, Text2ImageSettings, Text2ImageTask
 from .loop import TrainingConfig, TrainingResult, save_from_checkpoint, train
 from .vae_trainer import VAESettings, VAETask
@@ -126,6 +127,11 @@ def run_recipe(
     ``vae_from`` (a VAE, or a pipeline folder holding one) replaces training in the VAE stage: that VAE is
     finished as the stage finishes its own (:func:`restandardize_vae`).
     """
+    if vae_from and "vae" not in stages:
+        raise InvalidRequestError(
+            f"--vae-from {vae_from} replaces training in the VAE stage, which is not among the stages "
+            f"{','.join(stages)}: add vae to --stages."
+        )
     data = domain_data(settings)
     out = Path(settings.output_dir)
     results: dict[str, TrainingResult] = {}
