@@ -50,11 +50,12 @@ def main() -> None:
     parser.add_argument("--vae-card", type=Path, default=None,
                         help="instructedit.json of the model whose VAE the recipe finished with --vae-from: its VAE "
                              "training record is carried over")
-    parser.add_argument("--ip2p-continued", type=Path, default=None,
+    parser.add_argument("--ip2p-continued", type=Path, action="append", default=[],
                         help="output folder of an `instructedit train ip2p --pretrained-model "
-                             "RECIPE_OUT/ip2p/pipeline` run that continued the recipe's InstructPix2Pix stage: its "
-                             "pipeline is shipped")
-    parser.add_argument("--continue-command", default=None, help="the exact command of that continuation")
+                             "RECIPE_OUT/ip2p/pipeline` run that continued the recipe's InstructPix2Pix stage; repeat "
+                             "for a chain of continuations, in order: the last one's pipeline is shipped")
+    parser.add_argument("--continue-command", action="append", default=[],
+                        help="the exact command of each continuation, in the same order")
     parser.add_argument("--tuning", type=Path, default=None,
                         help="JSON written by scripts/tune_builtin_defaults.py: its chosen settings become the "
                              "per-method defaults")
@@ -77,9 +78,12 @@ def main() -> None:
         training["ip2p"]["saved_from_checkpoint"] = args.ip2p_checkpoint_step
         training["ip2p"]["planned_steps"] = args.ip2p_planned_steps
     ip2p_folder = out / "ip2p"
-    if args.ip2p_continued is not None:
-        training["ip2p_continued"] = {**stage_summary(args.ip2p_continued), "command": args.continue_command}
-        ip2p_folder = args.ip2p_continued
+    if len(args.continue_command) != len(args.ip2p_continued):
+        parser.error("give one --continue-command per --ip2p-continued")
+    if args.ip2p_continued:
+        chain = zip(args.ip2p_continued, args.continue_command, strict=True)
+        training["ip2p_continued"] = [{**stage_summary(folder), "command": command} for folder, command in chain]
+        ip2p_folder = args.ip2p_continued[-1]
     vae_metrics = out / "vae" / "vae_metrics.json"
     if vae_metrics.is_file():
         training["vae"]["metrics"] = json.loads(vae_metrics.read_text())
