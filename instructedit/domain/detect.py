@@ -253,7 +253,17 @@ def caption_satisfied(
     """Whether every object of ``scene`` (what its caption names) is found in ``image`` with the right
     colour and shape, each by a different detection; optionally also the right grid position, size word,
     background colour, and no extra objects."""
-    report = caption_report(image, scene)
+    return report_satisfied(caption_report(image, scene), check_position, check_size, check_background, exact_count)
+
+
+def report_satisfied(
+    report: dict,
+    check_position: bool = False,
+    check_size: bool = False,
+    check_background: bool = False,
+    exact_count: bool = False,
+) -> bool:
+    """:func:`caption_satisfied` on a :func:`caption_report` already made (so one detection serves several figures)."""
     for row in report["objects"]:
         if not row["found"] or (check_position and not row["position_ok"]) or (check_size and not row["size_ok"]):
             return False
