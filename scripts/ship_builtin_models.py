@@ -72,6 +72,10 @@ def main() -> None:
     if len(args.continue_command) != len(args.ip2p_continued):
         parser.error("give one --continue-command per --ip2p-continued")
     if args.base_card is not None:
+        if not args.base_card.is_file():
+            parser.error(f"--base-card {args.base_card} is not a file: give a shipped model's instructedit.json")
+        if not args.ip2p_continued:
+            parser.error("--base-card needs at least one --ip2p-continued run")
         card, folders = continued_card(args)
     else:
         if args.command is None:
@@ -101,8 +105,6 @@ def continued_card(args: argparse.Namespace) -> tuple[dict, dict[str, Path]]:
     """The shipped card with the new continuations appended; only the InstructPix2Pix model is re-exported."""
     card = json.loads(args.base_card.read_text())
     card.pop("metrics", None)
-    if not args.ip2p_continued:
-        raise SystemExit("--base-card needs at least one --ip2p-continued run")
     card["training"].setdefault("ip2p_continued", []).extend(continuations(args))
     return card, {"ip2p": args.ip2p_continued[-1] / "pipeline"}
 
