@@ -1,0 +1,59 @@
+"""scripts/ship_builtin_models.py measures the shipped models with the defaults of the card it writes."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "ship_builtin_models.py"
+
+
+@pytest.fixture()
+def ship(tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location("ship_builtin_models", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for kind in ("t2i", "ip2p"):
+        (tmp_path / kind).mkdir()
+        (tmp_path / kind / "instructedit.json").write_text(json.dumps(
+            {"defaults": {"ip2p": {"guidance_scale": 5.0}}, "metrics": {"stale": True}}))
+    seen = []
+
+    def measure(argv):  # stands in for builtin_quality.main: records the defaults the editor would read
+        folder = Path(argv[argv.index("--ip2p") + 1])
+        seen.append(json.loads((folder / "instructedit.json").read_text())["defaults"])
+        return {"samples": int(argv[argv.index("--samples") + 1])}
+
+    monkeypatch.setattr(module, "ASSETS", tmp_path)
+    monkeypatch.setattr(module.builtin_quality, "main", measure)
+    return module, tmp_path, seen
+
+
+def test_metrics_are_measured_with_the_new_cards_defaults(ship):
+    module, assets, seen = ship
+    module.record({"defaults": {"ip2p": {"guidance_scale": 3.0}}}, 28)
+    assert seen == [{"ip2p": {"guidance_scale": 3.0}}]
+    for kind in ("t2i", "ip2p"):
+        card = json.loads((assets / kind / "instructedit.json").read_text())
+        assert card == {"defaults": {"ip2p": {"guidance_scale": 3.0}}, "metrics": {"samples": 28}}
+
+
+def test_remeasure_rewrites_only_the_metrics(ship, monkeypatch):
+    module, assets, seen = ship
+    monkeypatch.setattr(sys, "argv", ["ship_builtin_models.py", "--remeasure", "--samples", "7"])
+    module.main()
+    assert seen == [{"ip2p": {"guidance_scale": 5.0}}]
+    card = json.loads((assets / "ip2p" / "instructedit.json").read_text())
+    assert card == {"defaults": {"ip2p": {"guidance_scale": 5.0}}, "metrics": {"samples": 7}}
+
+
+def test_remeasure_refuses_a_training_run(ship, monkeypatch, capsys):
+    module, _, _ = ship
+    monkeypatch.setattr(sys, "argv", ["ship_builtin_models.py", "--remeasure", "--base-card", "card.json"])
+    with pytest.raises(SystemExit):
+        module.main()
+    assert "--remeasure measures the shipped models" in capsys.readouterr().err
