@@ -3,15 +3,17 @@
     python scripts/ship_builtin_models.py RECIPE_OUT --command "instructedit train all ..." [--samples 140]
     python scripts/ship_builtin_models.py --base-card instructedit/assets/models/ip2p/instructedit.json \
         --ip2p-continued RUN --continue-command "instructedit train ip2p ..." [--tuning tuning.json]
+    python scripts/ship_builtin_models.py --base-card instructedit/assets/models/t2i/instructedit.json \
+        --t2i-continued RUN --t2i-continue-command "instructedit train text2image ..." [--tuning tuning.json]
     python scripts/ship_builtin_models.py --remeasure [--samples 28]
 
 Writes ``instructedit/assets/models/{t2i,ip2p}`` (half-precision weights; the frozen all-MiniLM-L6-v2 text encoder
 referenced from its pip package, not copied), then measures them with ``instructedit.evaluation.builtin_quality``
 and records everything in each folder's ``instructedit.json``: the training command, seed, steps and time of each
 stage, the per-model method defaults, and the held-out metrics. With ``--base-card`` the InstructPix2Pix model was
-trained further from the shipped one: the shipped card's record, defaults and text-to-image model are kept and the
-new continuations appended. ``--remeasure`` only measures the shipped models again (with their cards' defaults)
-and rewrites the metrics.
+trained further from the shipped one (``--t2i-continued``: the text-to-image model): the shipped card's record and
+defaults and the models not continued are kept, and the new continuations appended. ``--remeasure`` only
+measures the shipped models again (with their cards' defaults) and rewrites the metrics.
 """
 
 from __future__ import annotations
@@ -65,6 +67,11 @@ def main() -> None:
                              "for a chain of continuations, in order: the last one's pipeline is shipped")
     parser.add_argument("--continue-command", action="append", default=[],
                         help="the exact command of each continuation, in the same order")
+    parser.add_argument("--t2i-continued", type=Path, action="append", default=[],
+                        help="with --base-card: output folder of an `instructedit train text2image --pretrained-model "
+                             "instructedit/assets/models/t2i` run; repeat for a chain, in order: the last is shipped")
+    parser.add_argument("--t2i-continue-command", action="append", default=[],
+                        help="the exact command of each text-to-image continuation, in the same order")
     parser.add_argument("--tuning", type=Path, default=None,
                         help="JSON written by scripts/tune_builtin_defaults.py: its chosen settings become the "
                              "per-method defaults")
@@ -83,11 +90,15 @@ def main() -> None:
         parser.error("give RECIPE_OUT (with --command) or --base-card")
     if len(args.continue_command) != len(args.ip2p_continued):
         parser.error("give one --continue-command per --ip2p-continued")
+    if len(args.t2i_continue_command) != len(args.t2i_continued):
+        parser.error("give one --t2i-continue-command per --t2i-continued")
+    if args.t2i_continued and args.base_card is None:
+        parser.error("--t2i-continued continues the shipped text-to-image model: give --base-card")
     if args.base_card is not None:
         if not args.base_card.is_file():
             parser.error(f"--base-card {args.base_card} is not a file: give a shipped model's instructedit.json")
-        if not args.ip2p_continued:
-            parser.error("--base-card needs at least one --ip2p-continued run")
+        if not args.ip2p_continued and not args.t2i_continued:
+            parser.error("--base-card needs at least one --ip2p-continued or --t2i-continued run")
         card, folders = continued_card(args)
     else:
         if args.command is None:
@@ -118,17 +129,21 @@ def record(card: dict, samples: int) -> None:
     write_card(card)
 
 
-def continuations(args: argparse.Namespace) -> list[dict]:
-    chain = zip(args.ip2p_continued, args.continue_command, strict=True)
-    return [{**stage_summary(folder), "command": command} for folder, command in chain]
+def continuations(folders: list[Path], commands: list[str]) -> list[dict]:
+    return [{**stage_summary(folder), "command": command} for folder, command in zip(folders, commands, strict=True)]
 
 
 def continued_card(args: argparse.Namespace) -> tuple[dict, dict[str, Path]]:
-    """The shipped card with the new continuations appended; only the InstructPix2Pix model is re-exported."""
+    """The shipped card with the new continuations appended; only the continued models are re-exported."""
     card = json.loads(args.base_card.read_text())
     card.pop("metrics", None)
-    card["training"].setdefault("ip2p_continued", []).extend(continuations(args))
-    return card, {"ip2p": args.ip2p_continued[-1] / "pipeline"}
+    folders = {}
+    for kind, stage, runs, commands in (("ip2p", "ip2p", args.ip2p_continued, args.continue_command),
+                                        ("t2i", "text2image", args.t2i_continued, args.t2i_continue_command)):
+        if runs:
+            card["training"].setdefault(f"{stage}_continued", []).extend(continuations(runs, commands))
+            folders[kind] = runs[-1] / "pipeline"
+    return card, folders
 
 
 def recipe_card(args: argparse.Namespace) -> tuple[dict, dict[str, Path]]:
@@ -145,7 +160,7 @@ def recipe_card(args: argparse.Namespace) -> tuple[dict, dict[str, Path]]:
         training["ip2p"]["planned_steps"] = args.ip2p_planned_steps
     ip2p_folder = out / "ip2p"
     if args.ip2p_continued:
-        training["ip2p_continued"] = continuations(args)
+        training["ip2p_continued"] = continuations(args.ip2p_continued, args.continue_command)
         ip2p_folder = args.ip2p_continued[-1]
     vae_metrics = out / "vae" / "vae_metrics.json"
     if vae_metrics.is_file():

@@ -57,3 +57,20 @@ def test_remeasure_refuses_a_training_run(ship, monkeypatch, capsys):
     with pytest.raises(SystemExit):
         module.main()
     assert "--remeasure measures the shipped models" in capsys.readouterr().err
+
+
+def test_a_text_to_image_continuation_is_appended_and_only_that_model_re_exported(ship, tmp_path):
+    module, _, _ = ship
+    run = tmp_path / "t2i_more"
+    run.mkdir()
+    (run / "loss_log.jsonl").write_text("".join(
+        json.dumps({"step": step, "seconds": 0.4 * step, "loss": 0.1 / step}) + "\n" for step in (1, 2, 3)))
+    base = tmp_path / "card.json"
+    base.write_text(json.dumps({"training": {"text2image": {"steps": 6500}}, "metrics": {"stale": True}}))
+    args = module.argparse.Namespace(base_card=base, ip2p_continued=[], continue_command=[],
+                                     t2i_continued=[run], t2i_continue_command=["instructedit train text2image ..."])
+    card, folders = module.continued_card(args)
+    assert folders == {"t2i": run / "pipeline"}
+    assert "metrics" not in card and card["training"]["text2image"] == {"steps": 6500}
+    assert card["training"]["text2image_continued"] == [
+        {"steps": 3, "seconds": 1.2, "final_loss": 0.1 / 3, "command": "instructedit train text2image ..."}]
