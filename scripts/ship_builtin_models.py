@@ -79,19 +79,24 @@ def main() -> None:
                         help="measure the shipped models again with their cards' defaults and rewrite only the "
                              "metrics (after a change to the measurement)")
     args = parser.parse_args()
+    chains = continued_runs(args)
     if args.remeasure:
-        if args.recipe_out is not None or args.base_card is not None:
-            parser.error("--remeasure measures the shipped models: give neither RECIPE_OUT nor --base-card")
+        if args.recipe_out is not None or args.base_card is not None or any(runs for *_, runs, _ in chains):
+            parser.error("--remeasure measures the shipped models: give no RECIPE_OUT, --base-card or continuation")
         card = json.loads((ASSETS / "ip2p" / "instructedit.json").read_text())
         card.pop("metrics", None)
         record(card, args.samples)
         return
     if (args.recipe_out is None) == (args.base_card is None):
         parser.error("give RECIPE_OUT (with --command) or --base-card")
-    if len(args.continue_command) != len(args.ip2p_continued):
-        parser.error("give one --continue-command per --ip2p-continued")
-    if len(args.t2i_continue_command) != len(args.t2i_continued):
-        parser.error("give one --t2i-continue-command per --t2i-continued")
+    for kind, _, runs, commands in chains:
+        flag = "--continue-command" if kind == "ip2p" else "--t2i-continue-command"
+        if len(commands) != len(runs):
+            parser.error(f"give one {flag} per --{kind}-continued")
+        for run in runs:
+            if not (run / "pipeline" / "model_index.json").is_file():
+                parser.error(f"--{kind}-continued {run} holds no pipeline/model_index.json: give the --output-dir of "
+                             "a finished training run")
     if args.t2i_continued and args.base_card is None:
         parser.error("--t2i-continued continues the shipped text-to-image model: give --base-card")
     if args.base_card is not None:
@@ -133,13 +138,18 @@ def continuations(folders: list[Path], commands: list[str]) -> list[dict]:
     return [{**stage_summary(folder), "command": command} for folder, command in zip(folders, commands, strict=True)]
 
 
+def continued_runs(args: argparse.Namespace) -> list[tuple[str, str, list[Path], list[str]]]:
+    """(model kind, training stage, continued run folders, their commands) for each model."""
+    return [("ip2p", "ip2p", args.ip2p_continued, args.continue_command),
+            ("t2i", "text2image", args.t2i_continued, args.t2i_continue_command)]
+
+
 def continued_card(args: argparse.Namespace) -> tuple[dict, dict[str, Path]]:
     """The shipped card with the new continuations appended; only the continued models are re-exported."""
     card = json.loads(args.base_card.read_text())
     card.pop("metrics", None)
     folders = {}
-    for kind, stage, runs, commands in (("ip2p", "ip2p", args.ip2p_continued, args.continue_command),
-                                        ("t2i", "text2image", args.t2i_continued, args.t2i_continue_command)):
+    for kind, stage, runs, commands in continued_runs(args):
         if runs:
             card["training"].setdefault(f"{stage}_continued", []).extend(continuations(runs, commands))
             folders[kind] = runs[-1] / "pipeline"

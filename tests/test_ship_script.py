@@ -74,3 +74,16 @@ def test_a_text_to_image_continuation_is_appended_and_only_that_model_re_exporte
     assert "metrics" not in card and card["training"]["text2image"] == {"steps": 6500}
     assert card["training"]["text2image_continued"] == [
         {"steps": 3, "seconds": 1.2, "final_loss": 0.1 / 3, "command": "instructedit train text2image ..."}]
+
+
+def test_a_continued_run_without_a_pipeline_is_refused_before_anything_is_written(ship, tmp_path, monkeypatch, capsys):
+    module, assets, seen = ship
+    base = tmp_path / "card.json"
+    base.write_text(json.dumps({"training": {}}))
+    before = (assets / "t2i" / "instructedit.json").read_text()
+    monkeypatch.setattr(sys, "argv", ["ship_builtin_models.py", "--base-card", str(base), "--t2i-continued",
+                                      str(tmp_path / "missing"), "--t2i-continue-command", "..."])
+    with pytest.raises(SystemExit):
+        module.main()
+    assert "holds no pipeline/model_index.json" in capsys.readouterr().err
+    assert seen == [] and (assets / "t2i" / "instructedit.json").read_text() == before
