@@ -135,7 +135,14 @@ def record(card: dict, samples: int) -> None:
 
 
 def continuations(folders: list[Path], commands: list[str]) -> list[dict]:
-    return [{**stage_summary(folder), "command": command} for folder, command in zip(folders, commands, strict=True)]
+    return [{**stage_summary(folder), **run_machine(folder), "command": command}
+            for folder, command in zip(folders, commands, strict=True)]
+
+
+def run_machine(folder: Path) -> dict:
+    """Where a run trained, when it was not here: ``device_run.json`` (written by scripts/gpu_continue.py)."""
+    info = folder / "device_run.json"
+    return {"machine": json.loads(info.read_text())["machine"]} if info.is_file() else {}
 
 
 def continued_runs(args: argparse.Namespace) -> list[tuple[str, str, list[Path], list[str]]]:

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from instructedit.domain import generate_dataset, generate_samples, load_split, read_magicbrush
-from instructedit.errors import DatasetError
+from instructedit.errors import DatasetError, InvalidRequestError
 
 
 @pytest.fixture(scope="module")
@@ -169,3 +169,15 @@ def test_load_split_errors_name_the_problem(folders, tmp_path):
 def test_read_magicbrush_requires_sessions(tmp_path):
     with pytest.raises(DatasetError, match="edit_sessions.json"):
         read_magicbrush(tmp_path)
+
+
+def test_parallel_rendering_writes_the_same_files(tmp_path):
+    serial = generate_dataset(tmp_path / "serial", "train", 12, seed=5)
+    parallel = generate_dataset(tmp_path / "parallel", "train", 12, seed=5, workers=2)
+    files = sorted(p.relative_to(serial) for p in serial.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(parallel) for p in parallel.rglob("*") if p.is_file())
+    assert len(files) > 36
+    for name in files:
+        assert (serial / name).read_bytes() == (parallel / name).read_bytes(), name
+    with pytest.raises(InvalidRequestError, match="workers"):
+        generate_dataset(tmp_path / "bad", "train", 2, workers=0)

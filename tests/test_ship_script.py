@@ -87,3 +87,14 @@ def test_a_continued_run_without_a_pipeline_is_refused_before_anything_is_writte
         module.main()
     assert "holds no pipeline/model_index.json" in capsys.readouterr().err
     assert seen == [] and (assets / "t2i" / "instructedit.json").read_text() == before
+
+
+def test_a_continuation_trained_elsewhere_records_its_machine(ship, tmp_path):
+    module, _, _ = ship
+    run = tmp_path / "t2i_gpu"
+    run.mkdir()
+    (run / "loss_log.jsonl").write_text(json.dumps({"step": 5, "seconds": 2.0, "loss": 0.01}) + "\n")
+    (run / "device_run.json").write_text(json.dumps({"machine": "NVIDIA H200, torch 2.11.0+cu130", "steps": 5}))
+    assert module.continuations([run], ["instructedit train text2image ..."]) == [
+        {"steps": 5, "seconds": 2.0, "final_loss": 0.01, "machine": "NVIDIA H200, torch 2.11.0+cu130",
+         "command": "instructedit train text2image ..."}]

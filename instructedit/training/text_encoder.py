@@ -184,7 +184,8 @@ def encode_prompts(
 
 class TextEmbeddingCache:
     """Embeddings of a fixed set of prompts from a frozen encoder, computed once (stored in float16 to halve
-    memory; the rounding is far below the noise of diffusion training)."""
+    memory; the rounding is far below the noise of diffusion training) and kept on the encoder's device, so a
+    training step gathers its batch there instead of copying it from host memory."""
 
     def __init__(self, tokenizer, text_encoder: torch.nn.Module, prompts: Sequence[str], batch_size: int = 128) -> None:
         self.index = {prompt: i for i, prompt in enumerate(dict.fromkeys(prompts))}
@@ -194,13 +195,13 @@ class TextEmbeddingCache:
         with torch.no_grad():
             for start in range(0, len(unique), batch_size):
                 embeddings = encode_prompts(tokenizer, text_encoder, unique[start : start + batch_size], device)
-                chunks.append(embeddings.to("cpu", torch.float16))
+                chunks.append(embeddings.to(torch.float16))
         self.table = torch.cat(chunks)
 
     def get(self, prompts: Sequence[str], device: torch.device | str) -> torch.Tensor:
         """Embeddings (B, L, D) in float32 of prompts that were cached."""
         try:
-            rows = torch.tensor([self.index[p] for p in prompts])
+            rows = torch.tensor([self.index[p] for p in prompts], device=self.table.device)
         except KeyError as exc:
             raise KeyError(f"prompt {exc.args[0]!r} was not cached") from None
         return self.table[rows].to(device, torch.float32)
