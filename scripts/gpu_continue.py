@@ -56,11 +56,9 @@ def log(message: str) -> None:
 
 def texts_of(split: Path) -> list[str]:
     """Every caption and edit instruction of a written split (what training encodes)."""
-    texts = [""]
-    for view, key in (("t2i", "text"), ("edit", "edit_prompt")):
-        with open(split / view / "metadata.jsonl", encoding="utf-8") as handle:
-            texts += [json.loads(line)[key] for line in handle if line.strip()]
-    return sorted(set(texts))
+    from instructedit.training.diffusion_task import read_text_corpus
+
+    return sorted({"", *read_text_corpus(split / "t2i"), *read_text_corpus(split / "edit")})
 
 
 def token_ids(tokenizer, texts: list[str]) -> set[int]:
@@ -152,13 +150,15 @@ def execute(command: list[str]) -> None:
 
 
 def seconds_per_step(run: Path, skip: int) -> float:
-    rows = [json.loads(line) for line in (run / "loss_log.jsonl").read_text().splitlines() if line.strip()]
+    from instructedit.training.loss_log import read_loss_log
+
+    rows = read_loss_log(run)
     return (rows[-1]["seconds"] - rows[skip - 1]["seconds"]) / (rows[-1]["step"] - rows[skip - 1]["step"])
 
 
 def calibrate(kind: str, batch_size: int, steps: int, rows: int = 2048) -> float:
     """Seconds per step of ``kind``'s command on a small slice of its data (steps after the first 20)."""
-    _, view, _, _ = STAGES[kind]
+    view = STAGES[kind][1]
     calib_view = f"{view}_calibration"
     folder = DATA / "train" / calib_view
     folder.mkdir(exist_ok=True)

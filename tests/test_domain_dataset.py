@@ -180,4 +180,5 @@ def test_parallel_rendering_writes_the_same_files(tmp_path):
     for name in files:
         assert (serial / name).read_bytes() == (parallel / name).read_bytes(), name
     with pytest.raises(InvalidRequestError, match="workers"):
-        generate_dataset(tmp_path / "bad", "train", 2, workers=0)
+        generate_dataset(tmp_path / "serial", "train", 2, workers=0, overwrite=True)
+    assert (serial / "manifest.jsonl").is_file()  # the refused call replaced nothing

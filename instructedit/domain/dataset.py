@@ -54,13 +54,17 @@ def _write_sample(sample: DomainSample, root: Path) -> DomainSample:
     return replace(sample, source_path=paths[0], target_path=paths[1], mask_path=paths[2])
 
 
+def _check_workers(workers: int) -> None:
+    if workers < 1:
+        raise InvalidRequestError(f"workers must be ≥ 1, got {workers}")
+
+
 def write_split(samples: Sequence[DomainSample], split_dir: str | Path, workers: int = 1) -> list[DomainSample]:
     """Render and write ``samples`` into ``split_dir`` (created); returns them with their file paths set.
 
     ``workers`` > 1 renders in that many processes; the files are the same as with one (rendering is a pure
     function of each sample)."""
-    if workers < 1:
-        raise InvalidRequestError(f"workers must be ≥ 1, got {workers}")
+    _check_workers(workers)
     root = Path(split_dir)
     (root / "images").mkdir(parents=True, exist_ok=True)
     write = functools.partial(_write_sample, root=root)
@@ -141,6 +145,7 @@ def generate_dataset(
     ``workers``: processes that render the images (the output does not depend on it)."""
     if split not in SPLITS:
         raise InvalidRequestError(f"unknown split {split!r}; choose 'train' or 'test'")
+    _check_workers(workers)  # before an existing folder is replaced
     split_dir = Path(out_dir) / split
     if split_dir.exists() and any(split_dir.iterdir()):
         if not overwrite:
