@@ -102,7 +102,7 @@ class Editor:
             progress=self.progress,
             **texts,
         )
-        with self._lock, torch.inference_mode(), UNetCounter(components.unet) as counter:
+        with self._lock, torch.inference_mode(), UNetCounter(components.unet_forward) as counter:
             output = method.run(ctx, **params)
             pixels = decode(components.vae, output.latents)
         edited = crop_to(tensor_to_image(pixels), original_size)

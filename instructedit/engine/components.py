@@ -13,6 +13,7 @@ import torch
 from ..errors import InvalidModelError, ModelNotFoundError
 from ..hub import load_pretrained
 from ..models.external import EXTERNAL_FILE, materialize_text_encoder
+from .traced import TracedUNet
 
 
 @dataclass
@@ -31,6 +32,15 @@ class Components:
     scheduler: Any
     name: str = "in-memory"
     defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _forward: TracedUNet | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def unet_forward(self) -> TracedUNet:
+        """The UNet as the methods call it: replayed from a trace where that is exact (CPU inference, see
+        :mod:`instructedit.engine.traced`), the module itself otherwise."""
+        if self._forward is None or self._forward.unet is not self.unet:
+            self._forward = TracedUNet(self.unet)
+        return self._forward
 
     @property
     def device(self) -> torch.device:

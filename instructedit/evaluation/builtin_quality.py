@@ -107,7 +107,7 @@ def generate(components, prompt: str, *, num_inference_steps: int = 20, guidance
     noise = randn_tensor((1, components.latent_channels, side, side), generator=generator,
                          device=components.device, dtype=components.dtype)
     uncond = prompts("") if guidance_scale > 1 else None
-    denoiser = CFGDenoiser(components.unet, prompts(prompt), uncond, guidance_scale)
+    denoiser = CFGDenoiser(components.unet_forward, prompts(prompt), uncond, guidance_scale)
     latents = denoise(denoiser, scheduler, noise * scheduler.init_noise_sigma, scheduler.timesteps)
     return tensor_to_image(decode(components.vae, latents))
 

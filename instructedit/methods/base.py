@@ -88,7 +88,7 @@ class EditContext:
 
     @property
     def unet(self):
-        return self.components.unet
+        return self.components.unet_forward
 
     @property
     def vae(self):

@@ -1,0 +1,50 @@
+"""Seconds per edit of every method on the built-in models, with the UNet's forward replayed from a trace and eager.
+
+    python benchmarks/bench_builtin.py [--repeats 7]
+
+One held-out scene (test split), each method's built-in defaults; runs alternate traced/eager so load drift hits
+both alike; prints the medians and the UNet calls per edit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+from instructedit import Editor, EditRequest
+from instructedit.domain import generate_samples
+from instructedit.models.builtin import builtin_model
+
+METHODS = ("sdedit", "ip2p", "encode-decode", "diffedit")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=7)
+    args = parser.parse_args()
+    editor = Editor(device="cpu")
+    sample = generate_samples("test", 1, seed=3)[0]
+    print(f"built-in models, one 64x64 held-out scene, median of {args.repeats}")
+    print(f"{'method':<14} {'traced s':>9} {'eager s':>8} {'eager / traced':>15} {'UNet calls':>11}")
+    for method in METHODS:
+        texts = ({"instruction": sample.instruction} if method == "ip2p"
+                 else {"source": sample.source_caption, "target": sample.target_caption})
+        request = EditRequest(image=sample.source_image(), method=method, seed=0, **texts)
+        forward = editor.load(builtin_model("ip2p" if method == "ip2p" else "t2i")).unet_forward
+        times: dict[bool, list[float]] = {True: [], False: []}
+        calls = 0
+        for i in range(args.repeats + 1):
+            for enabled in (True, False):
+                forward.enabled = enabled
+                start = time.perf_counter()
+                calls = editor.edit(request).record.unet_calls
+                if i:  # the first round records the traces and warms up
+                    times[enabled].append(time.perf_counter() - start)
+        forward.enabled = True
+        traced, eager = statistics.median(times[True]), statistics.median(times[False])
+        print(f"{method:<14} {traced:9.3f} {eager:8.3f} {eager / traced:15.2f} {calls:>11}")
+
+
+if __name__ == "__main__":
+    main()
