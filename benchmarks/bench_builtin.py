@@ -11,9 +11,11 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from contextlib import nullcontext
 
-from instructedit import Editor, EditRequest
+from instructedit import Editor
 from instructedit.domain import generate_samples
+from instructedit.evaluation.builtin_quality import sample_request
 from instructedit.models.builtin import builtin_model
 
 METHODS = ("sdedit", "ip2p", "encode-decode", "diffedit")
@@ -28,20 +30,17 @@ def main() -> None:
     print(f"built-in models, one 64x64 held-out scene, median of {args.repeats}")
     print(f"{'method':<14} {'traced s':>9} {'eager s':>8} {'eager / traced':>15} {'UNet calls':>11}")
     for method in METHODS:
-        texts = ({"instruction": sample.instruction} if method == "ip2p"
-                 else {"source": sample.source_caption, "target": sample.target_caption})
-        request = EditRequest(image=sample.source_image(), method=method, seed=0, **texts)
+        request = sample_request(sample, method)
         forward = editor.load(builtin_model("ip2p" if method == "ip2p" else "t2i")).unet_forward
         times: dict[bool, list[float]] = {True: [], False: []}
         calls = 0
         for i in range(args.repeats + 1):
-            for enabled in (True, False):
-                forward.enabled = enabled
-                start = time.perf_counter()
-                calls = editor.edit(request).record.unet_calls
+            for traced in (True, False):
+                with nullcontext() if traced else forward.eager():
+                    start = time.perf_counter()
+                    calls = editor.edit(request).record.unet_calls
                 if i:  # the first round records the traces and warms up
-                    times[enabled].append(time.perf_counter() - start)
-        forward.enabled = True
+                    times[traced].append(time.perf_counter() - start)
         traced, eager = statistics.median(times[True]), statistics.median(times[False])
         print(f"{method:<14} {traced:9.3f} {eager:8.3f} {eager / traced:15.2f} {calls:>11}")
 

@@ -45,11 +45,8 @@ def _eager(components, fn):
     """``fn`` with the traced UNet forward switched off (the module itself on every call)."""
 
     def run():
-        components.unet_forward.enabled = False
-        try:
+        with components.unet_forward.eager():
             return fn()
-        finally:
-            components.unet_forward.enabled = True
 
     return run
 

@@ -79,10 +79,9 @@ def test_calls_a_trace_cannot_reproduce_run_the_module(unet):
     with torch.no_grad():
         traced(sample, 10, encoder_hidden_states=hidden)
     unet.eval()
-    traced.enabled = False
-    with torch.no_grad():
+    with torch.no_grad(), traced.eager():
         traced(sample, 10, encoder_hidden_states=hidden)
-    assert not traced._traces
+    assert not traced._traces and traced.enabled
 
 
 def test_editor_results_and_call_counts_are_those_of_the_module(tiny_pipeline_dir, test_image):

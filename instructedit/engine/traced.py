@@ -18,6 +18,8 @@ weight updates are seen by existing traces because they share the module's param
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -54,6 +56,15 @@ class TracedUNet(torch.nn.Module):
         object.__setattr__(self, "_unet", unet)  # not a submodule: its hooks fire only on eager calls
         self._traces: dict[tuple, torch.jit.ScriptModule | None] = {}
         self.enabled = enabled  # False: always the module itself (benchmarks compare both)
+
+    @contextmanager
+    def eager(self) -> Iterator[None]:
+        """Run the module itself on every call inside the block (benchmarks time both ways)."""
+        enabled, self.enabled = self.enabled, False
+        try:
+            yield
+        finally:
+            self.enabled = enabled
 
     @property
     def unet(self) -> torch.nn.Module:

@@ -50,6 +50,18 @@ def _mean(values: Sequence[float]) -> float:
     return statistics.fmean(finite) if finite else float("nan")
 
 
+def sample_request(sample, method: str, model: str | None = None, params: dict | None = None,
+                   seed: int = 0) -> EditRequest:
+    """The edit request of a domain sample: its instruction for InstructPix2Pix, its captions otherwise."""
+    instructed = method == "ip2p"
+    return EditRequest(
+        image=sample.source_image(), method=method, model=model, params=dict(params or {}), seed=seed,
+        instruction=sample.instruction if instructed else None,
+        source=None if instructed else sample.source_caption,
+        target=None if instructed else sample.target_caption,
+    )
+
+
 def evaluate_method(editor, samples, method: str, model: str | None = None, params: dict | None = None,
                     seed: int = 0) -> MethodQuality:
     """Run ``method`` on every sample and score each output with the domain's oracles."""
@@ -57,12 +69,7 @@ def evaluate_method(editor, samples, method: str, model: str | None = None, para
 
     rows = []
     for sample in samples:
-        request = EditRequest(
-            image=sample.source_image(), method=method, model=model, params=dict(params or {}), seed=seed,
-            instruction=sample.instruction if method == "ip2p" else None,
-            source=sample.source_caption if method != "ip2p" else None,
-            target=sample.target_caption if method != "ip2p" else None,
-        )
+        request = sample_request(sample, method, model, params, seed)
         start = time.perf_counter()
         result = editor.edit(request)
         seconds = time.perf_counter() - start
