@@ -25,6 +25,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
     editor = Editor(device="cpu")
     sample = generate_samples("test", 1, seed=3)[0]
     print(f"built-in models, one 64x64 held-out scene, median of {args.repeats}")

@@ -66,7 +66,12 @@ def main() -> None:
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     samples = generate_samples("test", args.samples, seed=VALIDATION_SEED)
-    step_counts = sorted({int(n) for n in args.steps.split(",")})
+    try:
+        step_counts = sorted({int(n) for n in args.steps.split(",")})
+    except ValueError:
+        parser.error(f"--steps takes comma-separated whole numbers such as 10,20, not {args.steps!r}")
+    if min(step_counts) < 1:
+        parser.error("--steps: every step count must be at least 1")
     tolerance = 2 / len(samples) if args.step_tolerance is None else args.step_tolerance
     editor = Editor(device="cpu")
     chosen = {}
