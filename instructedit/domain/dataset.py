@@ -134,6 +134,7 @@ def generate_dataset(
     edit_types: Sequence[str] | None = None,
     overwrite: bool = False,
     workers: int = 1,
+    paraphrases: bool = False,
 ) -> Path:
     """Generate ``num_samples`` samples of ``split`` ("train" or "test") and write them to
     ``<out_dir>/<split>/`` (layout in the module docstring). Returns that folder.
@@ -142,10 +143,13 @@ def generate_dataset(
     ``edit_types``: restrict to these edit types (default all seven, balanced round-robin).
     ``overwrite``: replace an existing folder previously written by this generator; any other
     non-empty folder is refused.
-    ``workers``: processes that render the images (the output does not depend on it)."""
+    ``workers``: processes that render the images (the output does not depend on it).
+    ``paraphrases``: train split only; phrase instructions with the training-only paraphrase templates too."""
     if split not in SPLITS:
         raise InvalidRequestError(f"unknown split {split!r}; choose 'train' or 'test'")
     _check_workers(workers)  # before an existing folder is replaced
+    if paraphrases and split != "train":
+        raise InvalidRequestError("paraphrases are training-data augmentation; the test split keeps its own wordings")
     split_dir = Path(out_dir) / split
     if split_dir.exists() and any(split_dir.iterdir()):
         if not overwrite:
@@ -153,7 +157,7 @@ def generate_dataset(
         if not _written_by_us(split_dir):
             raise DatasetError(f"{split_dir} holds files this generator did not write; refusing to delete them")
         shutil.rmtree(split_dir)
-    samples = generate_samples(split, num_samples, seed, size, heldout_fraction, edit_types)
+    samples = generate_samples(split, num_samples, seed, size, heldout_fraction, edit_types, paraphrases)
     split_dir.mkdir(parents=True, exist_ok=True)
     write_split(samples, split_dir, workers=workers)
     info = {
@@ -166,6 +170,7 @@ def generate_dataset(
         "heldout_fraction": heldout_fraction if split == "test" else 0.0,
         "edit_types": list(edit_types) if edit_types else None,
         "num_heldout_phrasings": sum(s.heldout_phrasing for s in samples),
+        "paraphrases": bool(paraphrases),
     }
     (split_dir / INFO).write_text(json.dumps(info, indent=1, sort_keys=True), encoding="utf-8")
     return split_dir

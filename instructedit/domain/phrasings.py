@@ -23,7 +23,7 @@ from instructedit.errors import InvalidRequestError
 
 from .edits import EDIT_TYPES
 
-PHRASING_SPLITS: tuple[str, ...] = ("train", "test")
+PHRASING_SPLITS: tuple[str, ...] = ("train", "test", "paraphrase")
 
 _TEMPLATES: dict[str, dict[str, tuple[str, ...]]] = {
     "add": {
@@ -121,6 +121,69 @@ _TEMPLATES: dict[str, dict[str, tuple[str, ...]]] = {
     },
 }
 
+#: Training-only augmentation wordings (``phrasings(t, "paraphrase")``), drawn alongside the "train" templates
+#: when a training split is generated with ``paraphrases=True``: InstructPix2Pix's lesson that instruction
+#: diversity is what makes wordings generalise. They use no word that only held-out templates use, so the
+#: held-out test wordings stay unseen (a test checks this).
+_PARAPHRASES: dict[str, tuple[str, ...]] = {
+    "add": (
+        "create a {size} {colour} {shape} {pos}",
+        "paint a {size} {colour} {shape} {pos}",
+        "i want a {size} {colour} {shape} {pos}",
+        "add one more object: a {size} {colour} {shape} {pos}",
+        "let a {size} {colour} {shape} appear {pos}",
+        "{pos}, draw a {size} {colour} {shape}",
+    ),
+    "remove": (
+        "remove the {ref} from the image",
+        "wipe away the {ref}",
+        "make the {ref} disappear",
+        "the {ref} has to go",
+        "delete the {ref} and keep the rest",
+        "clear away the {ref}",
+    ),
+    "replace": (
+        "exchange the {ref} with a {colour} {shape}",
+        "instead of the {ref}, draw a {colour} {shape}",
+        "change the {ref} to a {colour} {shape}",
+        "put a {colour} {shape} where the {ref} was",
+        "the {ref} becomes a {shape}",
+        "trade the {ref} with a {shape}",
+    ),
+    "change_colour": (
+        "colour the {ref} {colour}",
+        "give the {ref} a {colour} colour",
+        "make the {ref} look {colour}",
+        "the {ref} needs to become {colour}",
+        "tint the {ref} {colour}",
+        "repaint the {ref} in {colour}",
+    ),
+    "change_size": (
+        "make the {ref} a bit {comparative}",
+        "the {ref} needs to get {comparative}",
+        "give the {ref} a {size} size",
+        "adjust the size of the {ref} to {size}",
+        "make the {ref} go {updown} in size",
+        "size the {ref} {updown}",
+    ),
+    "move": (
+        "bring the {ref} to {place}",
+        "push the {ref} to {place}",
+        "carry the {ref} {pos}",
+        "the {ref} goes {pos}",
+        "transfer the {ref} to {place}",
+        "send the {ref} to {place}",
+    ),
+    "change_background": (
+        "colour the background {bg}",
+        "give the image a {bg} background",
+        "fill the background with {bg}",
+        "repaint the background {bg}",
+        "the background needs to become {bg}",
+        "make the {old_bg} background {bg}",
+    ),
+}
+
 #: Placeholders each edit type's templates may use; every template must pin down the edit completely.
 REQUIRED_FIELDS: dict[str, tuple[frozenset[str], ...]] = {
     # each entry: alternatives; a template must contain all fields of at least one alternative
@@ -138,14 +201,15 @@ def _check(edit_type: str, split: str) -> None:
     if edit_type not in _TEMPLATES:
         raise InvalidRequestError(f"unknown edit type {edit_type!r}; choose one of {', '.join(EDIT_TYPES)}")
     if split not in PHRASING_SPLITS:
-        raise InvalidRequestError(f"unknown phrasing split {split!r}; choose 'train' or 'test'")
+        raise InvalidRequestError(f"unknown phrasing split {split!r}; choose 'train', 'test' or 'paraphrase'")
 
 
 def phrasings(edit_type: str, split: str = "train") -> tuple[str, ...]:
     """The instruction templates of ``edit_type`` for ``split`` ("train": used for training data;
-    "test": held out, never used in training data). See the module docstring for the placeholders."""
+    "test": held out, never used in training data; "paraphrase": extra training-only wordings, used when a
+    training split is generated with ``paraphrases=True``). See the module docstring for the placeholders."""
     _check(edit_type, split)
-    return _TEMPLATES[edit_type][split]
+    return _PARAPHRASES[edit_type] if split == "paraphrase" else _TEMPLATES[edit_type][split]
 
 
 def template_fields(template: str) -> frozenset[str]:

@@ -5,7 +5,8 @@ Held-out test split, two ways:
     "train"-bucket captions for both source and target, test samples have a "test"-bucket source caption.
     So no test source scene (nor any scene with the same caption) is ever seen in training, whatever the
     seeds; the random streams of the two splits are also independent (split code in the seed sequence).
-  * phrasings: training samples only use ``phrasings(t, "train")``; a test sample uses a held-out
+  * phrasings: training samples only use ``phrasings(t, "train")`` (plus ``phrasings(t, "paraphrase")``
+    when generated with ``paraphrases=True``); a test sample uses a held-out
     ``phrasings(t, "test")`` template with probability ``heldout_fraction`` (flag ``heldout_phrasing``).
 """
 
@@ -151,9 +152,12 @@ def _load_rgb(path: Path) -> Image.Image:
         return im.convert("RGB")
 
 
-def _check_args(split: str, seed: int, heldout_fraction: float, edit_types: Sequence[str] | None) -> tuple[str, ...]:
+def _check_args(split: str, seed: int, heldout_fraction: float, edit_types: Sequence[str] | None,
+                paraphrases: bool = False) -> tuple[str, ...]:
     if split not in SPLITS:
         raise InvalidRequestError(f"unknown split {split!r}; choose 'train' or 'test'")
+    if paraphrases and split != "train":
+        raise InvalidRequestError("paraphrases are training-data augmentation; the test split keeps its own wordings")
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
         raise InvalidRequestError(f"seed must be a non-negative integer, got {seed!r}")
     if not 0.0 <= float(heldout_fraction) <= 1.0:
@@ -177,10 +181,14 @@ def make_sample(
     size: int = 64,
     heldout_fraction: float = 0.5,
     edit_types: Sequence[str] | None = None,
+    paraphrases: bool = False,
 ) -> DomainSample:
     """Sample ``index`` of (split, seed): edit type ``edit_types[index % len(edit_types)]`` (balanced),
-    a random scene, a random feasible edit, a random phrasing. Depends on nothing but the arguments."""
-    types = _check_args(split, seed, heldout_fraction, edit_types)
+    a random scene, a random feasible edit, a random phrasing. Depends on nothing but the arguments.
+
+    ``paraphrases`` (train split only): draw the phrasing from the "train" and "paraphrase" templates
+    together; the scene and edit are the same as without it."""
+    types = _check_args(split, seed, heldout_fraction, edit_types, paraphrases)
     size = check_size(size)
     edit_type = types[index % len(types)]
     rng = np.random.default_rng(np.random.SeedSequence([_SPLIT_CODES[split], int(seed), int(index)]))
@@ -200,7 +208,11 @@ def make_sample(
     else:  # pragma: no cover - the acceptance rate is far above 1 / MAX_ATTEMPTS
         raise DatasetError(f"could not sample a {edit_type} edit for {split}/{seed}/{index}")
     heldout = split == "test" and float(rng.random()) < heldout_fraction
-    template = _pick(rng, phrasings(edit_type, "test" if heldout else "train"))
+    if heldout:
+        templates = phrasings(edit_type, "test")
+    else:
+        templates = phrasings(edit_type, "train") + (phrasings(edit_type, "paraphrase") if paraphrases else ())
+    template = _pick(rng, templates)
     return DomainSample(
         id=f"{split}_{seed}_{index:06d}",
         split=split,
@@ -227,8 +239,10 @@ def generate_samples(
     size: int = 64,
     heldout_fraction: float = 0.5,
     edit_types: Sequence[str] | None = None,
+    paraphrases: bool = False,
 ) -> list[DomainSample]:
     """Samples 0 .. num_samples - 1 of (split, seed), in memory (a prefix of a longer run is identical)."""
     if isinstance(num_samples, bool) or not isinstance(num_samples, int | np.integer) or num_samples < 0:
         raise InvalidRequestError(f"num_samples must be a non-negative integer, got {num_samples!r}")
-    return [make_sample(split, seed, i, size, heldout_fraction, edit_types) for i in range(int(num_samples))]
+    return [make_sample(split, seed, i, size, heldout_fraction, edit_types, paraphrases)
+            for i in range(int(num_samples))]
