@@ -1,5 +1,5 @@
-"""The shipped built-in models: present, small, provenance recorded, and every method's quality on a fixed held-out
-sample (a regression guard; where the issue's bars are not met yet the model's instructedit.json says so)."""
+"""The shipped built-in models: present, small, provenance recorded, every method's quality on a fixed held-out
+sample (a regression guard), and the issue's quality bars on the larger held-out sample the README reports."""
 
 from __future__ import annotations
 
@@ -77,3 +77,31 @@ def test_builtin_text_to_image_model_draws_held_out_captions():
     assert figures["count"] == len(captions)
     for name, floor in TEXT_TO_IMAGE_FLOORS.items():
         assert figures[name] >= floor, figures
+
+
+# The issue's bars themselves, on the larger held-out sample the README reports (`builtin_quality --samples 140`:
+# 20 edits of each type, 75 in held-out phrasings, the first 70 source captions). Measured when shipped: ip2p 0.871
+# applied, 0.853 in held-out phrasings, every type >= 0.70, 32.2 dB; text-to-image 0.843 of captions fully drawn.
+BARS_SAMPLES = 140
+IP2P_BARS = {"applied": 0.8, "held_out_phrasings": 0.8, "each_type": 0.6, "psnr_outside_mask": 25.0}
+CAPTION_BAR = 0.8
+
+
+@pytest.fixture(scope="module")
+def bars_sample():
+    return held_out_samples(BARS_SAMPLES)
+
+
+def test_builtin_instruct_pix2pix_meets_the_issue_bars(bars_sample):
+    result = evaluate_method(Editor(device="cpu"), bars_sample, "ip2p")
+    assert result.count == BARS_SAMPLES and len(result.applied_by_type) == 7
+    assert result.applied >= IP2P_BARS["applied"], result.summary()
+    assert result.applied_heldout_phrasing >= IP2P_BARS["held_out_phrasings"], result.summary()
+    assert min(result.applied_by_type.values()) >= IP2P_BARS["each_type"], result.summary()
+    assert result.psnr_outside_mask >= IP2P_BARS["psnr_outside_mask"], result.summary()
+
+
+def test_builtin_text_to_image_model_meets_the_caption_bar(bars_sample):
+    captions = bars_sample[: BARS_SAMPLES // 2]
+    figures = evaluate_text_to_image(Editor(device="cpu").load(builtin_model("t2i")), captions)
+    assert figures["count"] == len(captions) and figures["caption_accuracy"] >= CAPTION_BAR, figures
