@@ -192,3 +192,12 @@ def test_paraphrased_training_split_records_it_and_writes_its_wordings(tmp_path)
     with pytest.raises(InvalidRequestError, match="test split"):
         generate_dataset(tmp_path, "test", 2, seed=3, paraphrases=True)
     assert not (tmp_path / "test").exists()
+
+
+@pytest.mark.parametrize("bad", [{"seed": -1}, {"size": 4}, {"heldout_fraction": 2.0}, {"edit_types": ["rotate"]}])
+def test_bad_arguments_are_refused_before_an_existing_split_is_replaced(tmp_path, bad):
+    out = generate_dataset(tmp_path, "train", 2, seed=0)
+    before = (out / "manifest.jsonl").read_text()
+    with pytest.raises(InvalidRequestError):
+        generate_dataset(tmp_path, "train", 2, overwrite=True, **{"seed": 1, **bad})
+    assert (out / "manifest.jsonl").read_text() == before

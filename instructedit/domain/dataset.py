@@ -30,7 +30,7 @@ from instructedit.errors import DatasetError, InvalidRequestError
 
 from .magicbrush import turn_file_names, write_index_files
 from .render import render_scene
-from .samples import SPLITS, DomainSample, generate_samples
+from .samples import DomainSample, check_sample_args, generate_samples
 
 MANIFEST = "manifest.jsonl"
 CAPTIONS = "captions.jsonl"
@@ -145,11 +145,9 @@ def generate_dataset(
     non-empty folder is refused.
     ``workers``: processes that render the images (the output does not depend on it).
     ``paraphrases``: train split only; phrase instructions with the training-only paraphrase templates too."""
-    if split not in SPLITS:
-        raise InvalidRequestError(f"unknown split {split!r}; choose 'train' or 'test'")
-    _check_workers(workers)  # before an existing folder is replaced
-    if paraphrases and split != "train":
-        raise InvalidRequestError("paraphrases are training-data augmentation; the test split keeps its own wordings")
+    # every argument is checked before an existing folder is replaced
+    check_sample_args(split, seed, size, heldout_fraction, edit_types, paraphrases)
+    _check_workers(workers)
     split_dir = Path(out_dir) / split
     if split_dir.exists() and any(split_dir.iterdir()):
         if not overwrite:

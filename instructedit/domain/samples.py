@@ -152,8 +152,9 @@ def _load_rgb(path: Path) -> Image.Image:
         return im.convert("RGB")
 
 
-def _check_args(split: str, seed: int, heldout_fraction: float, edit_types: Sequence[str] | None,
-                paraphrases: bool = False) -> tuple[str, ...]:
+def check_sample_args(split: str, seed: int, size: int, heldout_fraction: float, edit_types: Sequence[str] | None,
+                      paraphrases: bool = False) -> tuple[tuple[str, ...], int]:
+    """Validate the arguments of ``make_sample``; returns the edit types to cycle through and the image size."""
     if split not in SPLITS:
         raise InvalidRequestError(f"unknown split {split!r}; choose 'train' or 'test'")
     if paraphrases and split != "train":
@@ -166,7 +167,7 @@ def _check_args(split: str, seed: int, heldout_fraction: float, edit_types: Sequ
     unknown = [t for t in types if t not in EDIT_TYPES]
     if unknown or not types:
         raise InvalidRequestError(f"unknown edit types {unknown or '[]'}; choose from {', '.join(EDIT_TYPES)}")
-    return types
+    return types, check_size(size)
 
 
 def _object_count(rng: np.random.Generator, edit_type: str) -> int:
@@ -188,8 +189,7 @@ def make_sample(
 
     ``paraphrases`` (train split only): draw the phrasing from the "train" and "paraphrase" templates
     together; the scene and edit are the same as without it."""
-    types = _check_args(split, seed, heldout_fraction, edit_types, paraphrases)
-    size = check_size(size)
+    types, size = check_sample_args(split, seed, size, heldout_fraction, edit_types, paraphrases)
     edit_type = types[index % len(types)]
     rng = np.random.default_rng(np.random.SeedSequence([_SPLIT_CODES[split], int(seed), int(index)]))
     for _ in range(MAX_ATTEMPTS):
