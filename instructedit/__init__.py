@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
-from .errors import InstructEditError  # noqa: E402
-from .types import EditRecord, EditRequest, EditResult  # noqa: E402
+from .errors import InstructEditError
+from .types import EditRecord, EditRequest, EditResult
+from .version import __version__
 
 
 def __getattr__(name: str):
@@ -23,7 +22,7 @@ def _edit(image, instruction: str | None = None, **kwargs) -> EditResult:
     """One-off edit: ``instructedit.edit("in.png", "make it red", method="ip2p", seed=0)``."""
     from .editor import Editor
 
-    options = {k: kwargs.pop(k) for k in ("device", "dtype", "progress") if k in kwargs}
+    options = {k: kwargs.pop(k) for k in ("device", "dtype", "progress", "max_pixels") if k in kwargs}
     return Editor(**options).edit(EditRequest(image=image, instruction=instruction, **kwargs))
 
 

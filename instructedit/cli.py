@@ -14,6 +14,7 @@ from typing import Annotated
 
 import typer
 
+from .commandline import fail as _fail
 from .errors import InstructEditError, InvalidRequestError
 
 app = typer.Typer(
@@ -22,11 +23,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-
-
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code=2)
 
 
 _SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
@@ -67,8 +63,8 @@ def edit(
     source: Annotated[str | None, typer.Option(help="Caption of the input image.")] = None,
     target: Annotated[str | None, typer.Option(help="Caption of the edited image.")] = None,
     mask: Annotated[Path | None, typer.Option(help="Edit mask, white = edit, same size as the image.")] = None,
-    strength: Annotated[float | None, typer.Option(help="SDEdit/encode-decode strength; DiffEdit "
-                                                   "inpaint_strength.")] = None,
+    strength: Annotated[float | None, typer.Option(help="The method's strength parameter (SDEdit/encode-decode "
+                                                   "strength, DiffEdit inpaint_strength).")] = None,
     steps: Annotated[int | None, typer.Option(help="num_inference_steps.")] = None,
     guidance: Annotated[float | None, typer.Option(help="guidance_scale (text).")] = None,
     image_guidance: Annotated[float | None, typer.Option(help="image_guidance_scale (InstructPix2Pix).")] = None,
@@ -79,26 +75,46 @@ def edit(
     dtype: Annotated[str | None, typer.Option(help="float32, float16 or bfloat16 (default: fp32 on CPU, fp16 on "
                                               "CUDA).")] = None,
     save_mask: Annotated[Path | None, typer.Option(help="Also write the mask used or produced (DiffEdit).")] = None,
+    max_pixels: Annotated[int | None, typer.Option(help="Largest input image in pixels (width x height); default "
+                                                   "16,777,216.")] = None,
+    plan: Annotated[bool | None, typer.Option("--plan/--no-plan", help="Plan the instruction into edits (compound "
+                                              "requests become turns; instruction methods read each plan's "
+                                              "canonical wording). Default: only where needed (caption methods "
+                                              "given an instruction, --ground).")] = None,
+    ground: Annotated[str | None, typer.Option(help="Confine the edit to the entity the instruction names, found by "
+                                               "this grounding backend: auto, builtin, attention, noise-difference, "
+                                               "clipseg, grounded-sam, person; off = no grounding.")] = None,
+    dilate: Annotated[int | None, typer.Option(help="Pixels to grow a grounded mask by (default 2).")] = None,
+    planner: Annotated[str | None, typer.Option(help="Planner: 'rules' (default, offline) or the URL of an "
+                                                "OpenAI-compatible chat-completions server; model and key from "
+                                                "INSTRUCTEDIT_PLANNER_MODEL / INSTRUCTEDIT_PLANNER_API_KEY.")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar over the denoising steps.")] = True,
 ) -> None:
     """Edit IMAGE as INSTRUCTION (or --source/--target captions) say and write the result."""
     from .editor import Editor
-    from .io import save_image
+    from .inputs import DEFAULT_MAX_PIXELS, save_image
     from .methods import get_method
     from .types import EditRequest
 
+    flags = {"params.num_inference_steps": "steps", "params.guidance_scale": "guidance",
+             "params.image_guidance_scale": "image_guidance", "ground_options.dilation": "dilate"}
     try:
         chosen = get_method(method)
         params = _parse_params(param or [])
-        strength_name = "inpaint_strength" if chosen.name == "diffedit" else "strength"
-        for name, value in ((strength_name, strength), ("num_inference_steps", steps), ("guidance_scale", guidance),
+        if strength is not None:
+            if chosen.strength_param is None:
+                raise InvalidRequestError(f"{chosen.name} has no strength parameter: drop --strength "
+                                          "(see `instructedit methods` for its parameters)")
+            params[chosen.strength_param] = strength
+            flags[f"params.{chosen.strength_param}"] = "strength"
+        for name, value in (("num_inference_steps", steps), ("guidance_scale", guidance),
                             ("image_guidance_scale", image_guidance)):
             if value is not None:
                 params[name] = value
         _check_output(output, "--output")
         if save_mask is not None:
             _check_output(save_mask, "--save-mask")
-            if chosen.name != "diffedit" and mask is None:
+            if not chosen.uses_mask(mask is not None or ground not in (None, "off")):
                 raise InvalidRequestError(f"{chosen.name} uses no mask unless --mask is given: drop --save-mask")
         if not progress:
             import diffusers
@@ -106,10 +122,15 @@ def edit(
 
             transformers.utils.logging.disable_progress_bar()
             diffusers.utils.logging.disable_progress_bar()
-        editor = Editor(device=device, dtype=dtype, progress=progress)
+        from .instructions.llm import planner_from_url
+
+        editor = Editor(device=device, dtype=dtype, progress=progress,
+                        max_pixels=DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels,
+                        planner=planner_from_url(planner) if planner else None)
         result = editor.edit(EditRequest(
             image=str(image), instruction=instruction, source=source, target=target,
             mask=str(mask) if mask else None, method=chosen.name, params=params, seed=seed, model=model,
+            plan=plan, ground=ground, ground_options={} if dilate is None else {"dilation": dilate},
         ))
         record = result.record.to_json()
         save_image(result.image, output, metadata={"instructedit": record})
@@ -118,20 +139,27 @@ def edit(
                 raise InvalidRequestError(f"{chosen.name} used no mask, so there is none to save: drop --save-mask")
             save_image(result.mask, save_mask, metadata={"instructedit": record})
     except InstructEditError as exc:
-        raise _fail(str(exc)) from None
+        raise _fail(exc, aliases=flags) from None
     typer.echo(f"wrote {output} ({result.record.method}, {result.record.unet_calls} UNet calls, "
                f"{result.record.wall_time_s:.2f} s)")
 
 
 @app.command()
-def methods() -> None:
+def methods(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the declarations as JSON.")] = False,
+) -> None:
     """List the editing methods, the texts they need, and their parameters with defaults."""
     from .methods import available_methods
 
+    if as_json:
+        typer.echo(json.dumps([m.describe() for m in available_methods()], indent=2))
+        return
     for m in available_methods():
         aliases = f" (aliases: {', '.join(m.aliases)})" if m.aliases else ""
         typer.echo(f"{m.name}{aliases}\n  {m.description}")
-        typer.echo(f"  needs: {', '.join(sorted(m.needs))}; mask: {'optional' if m.accepts_mask else 'no'}; "
+        mask = "produced, or given" if m.produces_mask else ("optional" if m.accepts_mask else "no")
+        strength = f"; strength: {m.strength_param}" if m.strength_param else ""
+        typer.echo(f"  needs: {', '.join(sorted(m.needs))}; mask: {mask}{strength}; "
                    f"model: {m.model_kind} (default {m.default_model})")
         for p in m.params:
             typer.echo(f"    {p.name} = {p.default!r}  -- {p.help}")

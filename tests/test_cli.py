@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from instructedit import Editor, EditRecord, EditRequest
 from instructedit.cli import app
-from instructedit.io import read_metadata
+from instructedit.inputs import read_metadata
 from instructedit.methods import available_methods
 
 runner = CliRunner()
@@ -162,8 +162,8 @@ BAD_CLI_INPUTS: dict[str, tuple[list[str], tuple[str, ...]]] = {
     "mask-all-black": (["{image}", "make it red", "--mask", "{black_mask}"], ("black.png", "empty")),
     "empty-instruction": (["{image}", "  "], ("instruction is empty",)),
     "10000-char-instruction": (["{image}", "a" * 10_000], ("10,000 characters", "shorten")),
-    "sdedit-without-captions": (["{image}", "make it red", "--method", "sdedit", "--model", "{t2i}"],
-                                ("sdedit needs a target caption", "--method ip2p")),
+    "sdedit-without-captions": (["{image}", "make it red", "--method", "sdedit", "--model", "{t2i}", "--no-plan"],
+                                ("sdedit needs a target caption", "on the command line: --target, --method ip2p")),
     "diffedit-without-captions": (["{image}", "--method", "diffedit"], ("diffedit needs a target caption",)),
     "unknown-method": (["{image}", "make it red", "--method", "magic"],
                        ("unknown method 'magic'", "ip2p, sdedit, encode-decode, diffedit")),
@@ -173,7 +173,9 @@ BAD_CLI_INPUTS: dict[str, tuple[list[str], tuple[str, ...]]] = {
     "ip2p-model-for-sdedit": (["{image}", "--target", "a red square", "--method", "sdedit", "--model", "{ip2p}"],
                               ("text-to-image", "--model")),
     "strength-1.5": (["{image}", "--target", "x", "--method", "sdedit", "--model", "{t2i}", "--strength", "1.5"],
-                     ("strength=1.5", "out of range")),
+                     ("strength=1.5", "out of range", "on the command line: --strength")),
+    "inpaint-strength-1.5": (["{image}", "--target", "x", "--method", "diffedit", "--model", "{t2i}", "--strength",
+                              "1.5"], ("inpaint_strength=1.5", "out of range", "on the command line: --strength")),
     "unknown-param": (["{image}", "make it red", "--model", "{ip2p}", "--param", "strength=0.5"],
                       ("ip2p has no parameter strength", "image_guidance_scale")),
     "param-without-equals": (["{image}", "make it red", "--param", "eta"], ("'eta' is not NAME=VALUE",)),
@@ -182,6 +184,10 @@ BAD_CLI_INPUTS: dict[str, tuple[list[str], tuple[str, ...]]] = {
     "bad-dtype": (["{image}", "make it red", "--dtype", "float8"], ("unknown dtype 'float8'", "float32")),
     "unsupported-output-suffix": (["{image}", "--target", "x", "--method", "sdedit", "--model", "{t2i}",
                                    "--steps", "2", "-o", "{out_gif}"], ("suffix '.gif'", ".png")),
+    "strength-for-ip2p": (["{image}", "make it red", "--model", "{ip2p}", "--strength", "0.5"],
+                          ("ip2p has no strength parameter", "drop --strength")),
+    "image-over-max-pixels": (["{image}", "make it red", "--max-pixels", "1000"],
+                              ("32x32 = 1,024 pixels", "limit of 1,000", "on the command line: --max-pixels 1024")),
     "save-mask-without-mask": (["{image}", "--target", "x", "--method", "sdedit", "--model", "{t2i}",
                                 "--steps", "2", "--save-mask", "{out_mask}"], ("no mask", "drop --save-mask")),
 }
@@ -216,6 +222,23 @@ def test_bad_input_exits_2_with_one_error_line(files, t2i, ip2p, tmp_path, case)
 def test_out_of_range_numbers_exit_2(files, t2i, tmp_path, extra):
     result = _invoke(*_sdedit_args(files, t2i, tmp_path / "out.png", *extra))
     assert_cli_error(result, extra[0].removeprefix("--"))
+
+
+def test_max_pixels_admits_an_image_at_the_limit(files, ip2p, tmp_path):
+    out = tmp_path / "out.png"
+    result = _invoke("edit", files["image"], "make it red", "--model", ip2p, "--steps", "2", "--max-pixels", "1024",
+                     "--no-progress", "-o", out)
+    assert result.exit_code == 0, result.output
+    assert out.exists()
+
+
+def test_methods_json_lists_every_declaration():
+    result = _invoke("methods", "--json")
+    assert result.exit_code == 0, result.output
+    listed = json.loads(result.stdout)
+    assert listed == [m.describe() for m in available_methods()]
+    assert all({"needs", "accepts_mask", "produces_mask", "strength_param", "model_kind", "params"} <= set(m)
+               for m in listed)
 
 
 def test_no_progress_leaves_only_the_error_on_stderr(files, t2i, tmp_path):

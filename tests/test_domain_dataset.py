@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
+import typer
 from PIL import Image
+from typer.testing import CliRunner
 
-from instructedit.domain import generate_dataset, generate_samples, load_split, read_magicbrush
+from instructedit.commandline import fail
+from instructedit.domain import dataset, generate_dataset, generate_samples, load_split, read_magicbrush
+from instructedit.domain.cli import app as domain_app
 from instructedit.errors import DatasetError, InvalidRequestError
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -201,3 +214,175 @@ def test_bad_arguments_are_refused_before_an_existing_split_is_replaced(tmp_path
     with pytest.raises(InvalidRequestError):
         generate_dataset(tmp_path, "train", 2, overwrite=True, **{"seed": 1, **bad})
     assert (out / "manifest.jsonl").read_text() == before
+
+
+# --- interrupted runs ---------------------------------------------------------------------------------------
+
+# `instructedit domain generate ARGS...` that kills itself with SIGKILL (kill -9: no cleanup code runs) when it
+# is about to render sample number AFTER.
+KILLED_RUN = textwrap.dedent(
+    """
+    import os, signal, sys
+    from instructedit.domain import dataset
+    from instructedit.domain.cli import app
+
+    render, rendered = dataset._write_sample, []
+
+    def render_then_die(sample, root):
+        if len(rendered) == int(sys.argv[1]):
+            os.kill(os.getpid(), signal.SIGKILL)
+        rendered.append(sample.id)
+        return render(sample, root)
+
+    dataset._write_sample = render_then_die
+    app(sys.argv[2:], prog_name="instructedit domain generate")
+    """
+)
+
+
+def _killed_generate(after: int, *args: str) -> None:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-c", KILLED_RUN, str(after), *args], capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stdout + proc.stderr
+
+
+def _generate(*args: str):
+    return CliRunner().invoke(domain_app, list(args))
+
+
+def _ids(split_dir):
+    return [s.id for s in load_split(split_dir)]
+
+
+needs_sigkill = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="POSIX signals")
+
+
+@needs_sigkill
+def test_a_run_killed_mid_way_leaves_no_split_and_the_same_command_then_finishes(tmp_path):
+    out = tmp_path / "domain"
+    _killed_generate(20, str(out), "--num-samples", "60")  # kill -9 at 20 of 60 samples
+    assert not (out / "train").exists()  # nothing half-written where the split goes
+    (leftover,) = out.iterdir()
+    assert leftover.name.startswith(".") and len(list((leftover / "images").iterdir())) == 20
+
+    rerun = _generate(str(out), "--num-samples", "60")  # the same command, no --overwrite needed
+    assert rerun.exit_code == 0, rerun.output
+    assert sorted(p.name for p in out.iterdir()) == ["train"]  # the leftover is gone
+    assert _ids(out / "train") == [s.id for s in generate_samples("train", 60)]
+    assert len(list((out / "train" / "images").iterdir())) == 60
+
+    again = _generate(str(out), "--num-samples", "60")  # a finished split is still protected
+    assert again.exit_code == 2
+    assert "not empty; pass overwrite=True" in again.output and "(on the command line: --overwrite)" in again.output
+
+
+@needs_sigkill
+def test_an_overwrite_killed_mid_way_keeps_the_previous_split_and_the_rerun_replaces_it(tmp_path):
+    generate_dataset(tmp_path, "train", 3, seed=0)
+    _killed_generate(4, str(tmp_path), "--num-samples", "8", "--seed", "1", "--overwrite")
+    assert _ids(tmp_path / "train") == ["train_0_000000", "train_0_000001", "train_0_000002"]
+
+    rerun = _generate(str(tmp_path), "--num-samples", "8", "--seed", "1", "--overwrite")
+    assert rerun.exit_code == 0, rerun.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["train"]
+    assert _ids(tmp_path / "train") == [s.id for s in generate_samples("train", 8, seed=1)]
+
+
+def test_an_error_mid_way_removes_what_the_run_wrote(tmp_path, monkeypatch):
+    render = dataset._write_sample
+
+    def fail_on_the_third(sample, root):
+        if sample.id.endswith("002"):
+            raise KeyboardInterrupt  # Ctrl-C
+        return render(sample, root)
+
+    monkeypatch.setattr(dataset, "_write_sample", fail_on_the_third)
+    with pytest.raises(KeyboardInterrupt):
+        generate_dataset(tmp_path, "train", 5)
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setattr(dataset, "_write_sample", render)
+    assert _ids(generate_dataset(tmp_path, "train", 5)) == [s.id for s in generate_samples("train", 5)]
+
+
+def _unfinished_old_style_run(out, count: int = 2):
+    """What an interrupted run of the non-atomic generator left: OUT/train/images/ with some samples (the last
+    one half-written), and no manifest or dataset.json."""
+    finished = generate_dataset(out / "scratch", "train", count + 1)
+    (out / "train" / "images").mkdir(parents=True)
+    for sample_dir in sorted((finished / "images").iterdir())[:count]:
+        shutil.copytree(sample_dir, out / "train" / "images" / sample_dir.name)
+    last = sorted((finished / "images").iterdir())[count]
+    (out / "train" / "images" / last.name).mkdir()
+    (out / "train" / "images" / last.name / f"{last.name}-input.png").write_bytes(b"\x89PNG\r\n")  # truncated
+    shutil.rmtree(out / "scratch")
+    return out / "train"
+
+
+def test_overwrite_replaces_the_unfinished_output_of_an_old_interrupted_run(tmp_path):
+    split_dir = _unfinished_old_style_run(tmp_path)
+    with pytest.raises(DatasetError, match="not empty .*unfinished run.*pass overwrite=True") as refused:
+        generate_dataset(tmp_path, "train", 4)
+    assert refused.value.field == "overwrite" and refused.value.suggest == {"overwrite": True}
+    assert _ids(generate_dataset(tmp_path, "train", 4, overwrite=True)) == [s.id for s in generate_samples("train", 4)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["train"] and split_dir.is_dir()
+
+
+@pytest.mark.parametrize(
+    ("added", "named"),
+    [("notes.txt",) * 2, ("images/notes.txt",) * 2, ("images/train_0_000000/edited.png",) * 2, ("mine/a.png", "mine")],
+)
+def test_overwrite_still_refuses_a_folder_holding_files_it_did_not_write(tmp_path, added, named):
+    unfinished = _unfinished_old_style_run(tmp_path / "unfinished")
+    for split_dir in (unfinished, generate_dataset(tmp_path / "done", "train", 2)):
+        (split_dir / added).parent.mkdir(parents=True, exist_ok=True)
+        (split_dir / added).write_text("mine")
+        for overwrite in (False, True):
+            with pytest.raises(DatasetError, match=f"did not write \\(such as {named}\\)") as refused:
+                generate_dataset(split_dir.parent, "train", 2, overwrite=overwrite)
+            assert refused.value.field == "out_dir"
+        assert (split_dir / added).read_text() == "mine"
+
+
+def test_a_leftover_holding_foreign_files_is_not_deleted(tmp_path):
+    leftover = tmp_path / ".train.partial"
+    leftover.mkdir()
+    (leftover / "notes.txt").write_text("mine")
+    with pytest.raises(DatasetError, match="in the way"):
+        generate_dataset(tmp_path, "train", 2)
+    assert (leftover / "notes.txt").read_text() == "mine" and not (tmp_path / "train").exists()
+
+
+def test_cli_errors_name_the_command_line_spelling(tmp_path):
+    refused = _generate(str(tmp_path), "--num-samples", "2", "--workers", "0")
+    assert refused.exit_code == 2 and refused.output.startswith("error: workers must be")
+    assert "(on the command line: --workers)" in refused.output
+    (tmp_path / "train").mkdir()
+    (tmp_path / "train" / "notes.txt").write_text("mine")
+    foreign = _generate(str(tmp_path), "--num-samples", "2", "--overwrite")
+    assert foreign.exit_code == 2 and "did not write" in foreign.output
+    assert "(on the command line: OUT)" in foreign.output
+
+
+def test_option_hint_spells_fields_and_suggestions_as_the_running_command_does():
+
+    app = typer.Typer()
+    raised = {}
+
+    @app.command()
+    def command(ctx: typer.Context, out: Path, use_ema: bool = True, batch_size: int = 2) -> None:
+        raise fail(raised["error"], ctx, {"train_batch_size": "batch_size", "out_dir": "out"})
+
+    expected = {
+        "--no-use-ema": InvalidRequestError("x", field="use_ema", suggest={"use_ema": False}),
+        "--use-ema": InvalidRequestError("x", suggest={"use_ema": True}),
+        "--batch-size 4": InvalidRequestError("x", field="train_batch_size", suggest={"train_batch_size": 4}),
+        "--batch-size": InvalidRequestError("x", field="train_batch_size"),
+        "OUT": InvalidRequestError("x", field="out_dir"),
+    }
+    for hint, error in expected.items():
+        raised["error"] = error
+        result = CliRunner().invoke(app, ["folder"])
+        assert result.exit_code == 2 and result.output == f"error: x (on the command line: {hint})\n", result.output
+    raised["error"] = InvalidRequestError("x", field="not_an_option")
+    assert CliRunner().invoke(app, ["folder"]).output == "error: x\n"

@@ -91,17 +91,27 @@ def _diffedit_pipeline(components):
 @pytest.mark.parametrize("prediction_type", PREDICTION_TYPES)
 def test_diffedit_equals_pipeline(editor, tiny_pipeline_dir, test_image, prediction_type):
     """Mask, inversion and masked decoding equal diffusers' three calls with one generator threaded through."""
-    model = tiny_pipeline_dir("t2i", prediction_type)
+    _check_diffedit_three_calls(editor, tiny_pipeline_dir("t2i", prediction_type), test_image, mask_steps=None)
+
+
+def test_diffedit_mask_has_its_own_step_count(editor, tiny_pipeline_dir, test_image):
+    """diffusers' generate_mask takes its own num_inference_steps; mask_num_inference_steps reproduces it."""
+    _check_diffedit_three_calls(editor, tiny_pipeline_dir("t2i", "epsilon"), test_image, mask_steps=25)
+
+
+def _check_diffedit_three_calls(editor, model, test_image, mask_steps):
     steps, strength, inv_g = 10, 0.8, 7.5
     params = {"num_inference_steps": steps, "guidance_scale": 7.5, "num_maps_per_mask": 4,
               "inpaint_strength": strength, "inversion_guidance_scale": inv_g, "blend_alignment": "diffusers"}
+    if mask_steps is not None:
+        params["mask_num_inference_steps"] = mask_steps
     ours = editor.edit(EditRequest(test_image, source="a red square", target="a blue square", method="diffedit",
                                    params=params, seed=7, model=model))
 
     pipe = _diffedit_pipeline(editor.load(model))
     generator = torch.Generator().manual_seed(7)
     mask = pipe.generate_mask(image=test_image, source_prompt="a red square", target_prompt="a blue square",
-                              num_maps_per_mask=4, num_inference_steps=steps, generator=generator)
+                              num_maps_per_mask=4, num_inference_steps=mask_steps or steps, generator=generator)
     inverted = pipe.invert(prompt="a red square", image=test_image, num_inference_steps=steps,
                            inpaint_strength=strength, guidance_scale=inv_g, generator=generator).latents
     ref = pipe(prompt="a blue square", mask_image=mask, image_latents=inverted, num_inference_steps=steps,

@@ -353,3 +353,29 @@ def test_domain_folder(tmp_path: Path) -> None:
     dataset = load_dataset(f"domain:{tmp_path}")
     assert [s.id for s in dataset] == [s.id for s in read_domain("test", num_samples=2, seed=3, size=32)]
     assert dataset.root == str(folder) and dataset[0].source.path is not None
+
+
+def test_generated_domain_split_given_as_a_plain_path_is_read_as_domain(tmp_path: Path) -> None:
+    from test_eval_runner import SDEDIT, FakeEditor
+
+    from instructedit.domain.dataset import generate_dataset
+    from instructedit.evaluation.runner import BenchmarkConfig, run_benchmark
+
+    folder = generate_dataset(tmp_path, "test", 2, seed=3, size=32)
+    assert (folder / "edit_sessions.json").is_file()  # it also carries MagicBrush's index files
+    expected = [s.id for s in read_domain("test", num_samples=2, seed=3, size=32)]
+    for spec in (str(folder), str(tmp_path)):  # the split folder, or the folder holding it
+        assert detect_kind(Path(spec)) == "domain"
+        dataset = load_dataset(spec)
+        assert dataset.kind == "domain" and [s.id for s in dataset] == expected and dataset.root == str(folder)
+    run_benchmark(load_dataset(str(folder)), BenchmarkConfig(methods=[SDEDIT]), tmp_path / "out",
+                  editor=FakeEditor(), progress=False, parquet=False)  # fmt: skip
+    rows = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+    assert all({"oracle_edit_applied", "oracle_preservation_l1"} <= set(r["metrics"]) for r in rows)
+    train = generate_dataset(tmp_path, "train", 3, seed=3, size=32)
+    assert load_dataset(str(tmp_path))[0].id == expected[0]  # several splits: test by default
+    assert [s.id for s in load_dataset(str(tmp_path), split="train")] == [
+        s.id for s in load_dataset(f"domain:{train}")
+    ]
+    (folder / "dataset.json").write_text(json.dumps({"generator": "someone else"}))
+    assert detect_kind(folder) == "magicbrush"  # not ours: the MagicBrush layout it carries

@@ -135,7 +135,7 @@ def test_real_methods_are_resolved_by_name(tmp_path: Path) -> None:
 
 # --------------------------------------------------------------------------------------------- running
 def test_rows_images_and_metrics(tmp_path: Path) -> None:
-    from instructedit.io import read_metadata
+    from instructedit.inputs import read_metadata
 
     dataset = _manifest(tmp_path, 2)
     editor = FakeEditor()
@@ -248,7 +248,7 @@ def test_cli_bench_end_to_end_on_a_tiny_model(tmp_path: Path, tiny_pipeline_dir)
     from typer.testing import CliRunner
 
     from instructedit.evaluation.cli import app
-    from instructedit.io import read_metadata
+    from instructedit.inputs import read_metadata
 
     model, out = tiny_pipeline_dir("t2i"), tmp_path / "bench"
     args = ["bench", "--dataset", "domain", "--limit", "2", "--methods", "sdedit", "--sweep", "strength=0.3,0.7",

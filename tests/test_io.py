@@ -1,4 +1,4 @@
-"""Tests for instructedit.io: bad input gets a typed, one-line, specific error; good input loads right."""
+"""Tests for instructedit.inputs and the engine's padding: bad input gets a typed one-line error, good input loads."""
 
 from __future__ import annotations
 
@@ -11,13 +11,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from instructedit import io as iio
+from instructedit.engine.geometry import crop_to, pad_to_multiple
 from instructedit.errors import InvalidImageError, InvalidMaskError, InvalidRequestError
-from instructedit.io import (
-    crop_to,
+from instructedit.inputs import files as input_files
+from instructedit.inputs import (
     load_image,
     load_mask,
-    pad_to_multiple,
     read_metadata,
     save_image,
     validate_text,
@@ -463,7 +462,7 @@ def test_save_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     save_image(new, target)
     assert load_image(target).tobytes() == new.tobytes()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["result.png"]
-    assert target.stat().st_mode & 0o777 == 0o666 & ~iio._UMASK
+    assert target.stat().st_mode & 0o777 == 0o666 & ~input_files._UMASK
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from PIL import Image
 
 from instructedit.errors import InvalidImageError, InvalidMaskError
 from instructedit.evaluation.metrics import pixel
-from instructedit.evaluation.metrics._images import image_to_tensor, mask_to_tensor, masked_pair
+from instructedit.evaluation.metrics._images import as_image_tensor, mask_to_tensor, masked_pair
 
 PAIR_METRICS = [pixel.l1_distance, pixel.l2_distance, pixel.mse, pixel.psnr, pixel.ssim]
 
@@ -65,7 +65,7 @@ def test_hand_computed_ssim_of_constant_images():
 
 
 def test_identical_images():
-    image = image_to_tensor(random_pil(0, (16, 16)))
+    image = as_image_tensor(random_pil(0, (16, 16)))
     assert pixel.l1_distance(image, image) == 0.0
     assert pixel.mse(image, image) == 0.0
     assert pixel.psnr(image, image) == math.inf
@@ -95,7 +95,7 @@ def test_all_ones_mask_is_undefined(metric):
 
 @pytest.mark.parametrize("metric", PAIR_METRICS)
 def test_partial_mask_ignores_edited_pixels(metric):
-    image, reference = image_to_tensor(random_pil(7, (24, 20))), image_to_tensor(random_pil(8, (24, 20)))
+    image, reference = as_image_tensor(random_pil(7, (24, 20))), as_image_tensor(random_pil(8, (24, 20)))
     mask = torch.zeros(20, 24)
     mask[5:15, 6:18] = 1
     changed = image.clone()
@@ -196,10 +196,10 @@ def test_pil_numpy_and_tensor_inputs_agree():
 
 def test_grey_images_become_rgb():
     grey_image = Image.fromarray(np.arange(64, dtype=np.uint8).reshape(8, 8), mode="L")
-    tensor = image_to_tensor(grey_image)
+    tensor = as_image_tensor(grey_image)
     assert tensor.shape == (1, 3, 8, 8)
     assert torch.equal(tensor[0, 0], tensor[0, 2])
-    assert torch.equal(image_to_tensor(np.asarray(grey_image)), tensor)
+    assert torch.equal(as_image_tensor(np.asarray(grey_image)), tensor)
 
 
 def test_mask_formats_agree():
@@ -209,13 +209,40 @@ def test_mask_formats_agree():
     for mask in (
         box,
         box.astype(np.uint8) * 255,
+        box.astype(np.uint8),  # 0/1 uint8, as PIE-Bench's mask_decode and decode_pie_mask return
         box.astype(np.float64),
         box[:, :, None].repeat(3, axis=2),
         Image.fromarray(box.astype(np.uint8) * 255, mode="L"),
         Image.fromarray(box.astype(np.uint8) * 255, mode="L").convert("1"),
+        Image.fromarray(box.astype(np.uint8), mode="L"),  # 0/1 L image
         torch.from_numpy(box)[None, None],
+        torch.from_numpy(box.astype(np.uint8)),  # 0/1 uint8 tensor
     ):
         assert torch.equal(mask_to_tensor(mask, (6, 5)), expected)
+
+
+def test_zero_one_uint8_masks_are_read_as_binary_in_every_metric():
+    """A decoded PIE-Bench mask (uint8 0/1) is the edit region, not a near-empty 1/255 weight map."""
+    from instructedit.evaluation.datasets import decode_pie_mask
+
+    encoded = [value for row in range(40, 240) for value in (512 * row + 100, 300)]  # a 300x200 box
+    mask = decode_pie_mask(encoded)
+    assert mask.dtype == np.uint8 and mask.max() == 1
+    rng = np.random.default_rng(3)
+    image, reference = (Image.fromarray(rng.integers(0, 256, (512, 512, 3), dtype=np.uint8)) for _ in range(2))
+    edited = mask.astype(bool)
+    for metric in (pixel.psnr, pixel.mse, pixel.l1_distance, pixel.ssim):
+        assert metric(image, reference, mask) == metric(image, reference, edited) == metric(
+            image, reference, mask * 255
+        )
+    expected_mse = ((_pixels(image) - _pixels(reference)) ** 2 * ~edited[..., None]).mean()  # PIE-Bench's masking
+    assert pixel.mse(image, reference, mask) == pytest.approx(expected_mse, rel=1e-6)  # float32 pixels
+    misread = pixel.psnr(image, reference, mask.astype(np.float64) / 255)  # the old reading: weights of 1/255
+    assert abs(pixel.psnr(image, reference, mask) - misread) > 1.0
+
+
+def _pixels(image: Image.Image) -> np.ndarray:
+    return np.asarray(image, dtype=np.float64) / 255
 
 
 def test_masked_pair_zeroes_edited_pixels():

@@ -223,7 +223,7 @@ def test_prompt_encoding_matches_the_pipeline(tmp_path):
         *build_clip_text_encoder(["a red square"], model_max_length=8, hidden_size=32, num_hidden_layers=1)
     )
     folder = save_pipeline(components, tmp_path / "p")
-    pipe = StableDiffusionPipeline.from_pretrained(folder, torch_dtype=torch.float32)
+    pipe = StableDiffusionPipeline.from_pretrained(folder)  # saved in float32
     prompts = ["a red square", ""]
     ours = encode_prompts(pipe.tokenizer, pipe.text_encoder, prompts, "cpu")
     theirs, _ = pipe.encode_prompt(prompts, "cpu", 1, False)
@@ -234,12 +234,13 @@ def test_prompt_encoding_matches_the_pipeline(tmp_path):
 
 
 def _tiny_components(tokenizer, text_encoder):
+    from instructedit.engine.components import Components
     from instructedit.training.models import small_unet, small_vae
-    from instructedit.training.pipelines import DiffusionComponents
 
     vae = small_vae((8, 16), sample_size=16)
     unet = small_unet(text_encoder.config.hidden_size, sample_size=8, block_out_channels=(16, 32))
-    return DiffusionComponents(vae, text_encoder, tokenizer, unet, inference_scheduler(make_noise_scheduler()))
+    return Components(unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
+                      scheduler=inference_scheduler(make_noise_scheduler()))
 
 
 def test_ip2p_unet_starts_as_the_text_to_image_unet():
@@ -263,7 +264,7 @@ def test_pipelines_save_in_standard_layouts_and_reload(tmp_path):
     from diffusers import DiffusionPipeline
 
     from instructedit.training.models import expand_unet_for_ip2p
-    from instructedit.training.pipelines import folder_size_mb, load_components, save_pipeline
+    from instructedit.training.pipelines import folder_size_mb, load_trainable_components, save_pipeline
     from instructedit.training.text_encoder import build_clip_text_encoder
 
     components = _tiny_components(
@@ -280,7 +281,7 @@ def test_pipelines_save_in_standard_layouts_and_reload(tmp_path):
     assert (t2i / "tokenizer" / "vocab.json").is_file() and (t2i / "tokenizer" / "merges.txt").is_file()
     assert type(DiffusionPipeline.from_pretrained(t2i)).__name__ == "StableDiffusionPipeline"
 
-    loaded = load_components(str(half))
+    loaded = load_trainable_components(str(half))
     assert loaded.unet.dtype == torch.float32 and loaded.text_encoder.dtype == torch.float32
     expand_unet_for_ip2p(loaded.unet)
     ip2p = save_pipeline(loaded, tmp_path / "ip2p", kind="ip2p")

@@ -304,6 +304,27 @@ def test_cli_reports_malformed_data_in_one_line_and_trains(toy, tmp_path):
     assert result.exit_code == 2 and "unknown stage(s) ['unet']" in result.output
 
 
+def test_cli_errors_name_the_flags_that_fix_them(toy, tmp_path):
+    from instructedit.training.cli import app
+
+    runner = CliRunner()
+    common = ["--output-dir", str(tmp_path / "o"), "--max-train-steps", "1", "--no-progress"]
+    cases = [
+        (["text2image", "--data", str(toy["t2i"]), "--resolution", "32", *common], "resize=True", "--resize"),
+        (["text2image", "--data", str(toy["t2i"]), "--resolution", "16", *common], "pass vae", "--vae"),
+        (["vae", "--data", str(toy["t2i"]), "--resolution", "16", "--batch-size", "0", *common],
+         "train_batch_size must be ≥ 1", "--batch-size"),
+        (["vae", "--data", str(toy["t2i"]), "--channels", "8,x", *common], "comma-separated", "--channels"),
+        (["all", "--output-dir", str(tmp_path / "all"), "--stages", "vae,unet"], "unknown stage(s)", "--stages"),
+    ]
+    for args, message, flag in cases:
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, result.output
+        assert message in result.output and f"(on the command line: {flag})" in result.output, result.output
+        assert len(result.output.strip().splitlines()) == 1
+    assert "--cache-latents" in runner.invoke(app, ["ip2p", "--help"]).output  # the shared diffusion options
+
+
 def test_recipe_chains_domain_data_vae_text2image_and_ip2p(tmp_path):
     from diffusers import AutoencoderKL, DiffusionPipeline
 
@@ -349,8 +370,9 @@ def test_recipe_chains_domain_data_vae_text2image_and_ip2p(tmp_path):
         again = refinished.decode(refinished.encode(pixels).latent_dist.mode()).sample
         assert torch.allclose(again, expected, atol=1e-4)
     assert finished["vae"].extra["finished_from"] == str(tmp_path / "vae")
-    with pytest.raises(InvalidRequestError, match="add vae to --stages"):
+    with pytest.raises(InvalidRequestError, match="add 'vae' to stages") as refused:
         run_recipe(settings, ("text2image",), vae_from=str(tmp_path / "vae"))
+    assert refused.value.field == "stages"
     # a stage's last checkpoint, saved as a pipeline, is the model the stage saved itself (its EMA weights)
     final = _weights(results["ip2p"].output)
     save_ip2p_checkpoint(settings, tmp_path / "ip2p" / "checkpoints" / "checkpoint-1")
@@ -436,7 +458,7 @@ def test_export_references_a_frozen_package_encoder_and_materializes_it(toy, vae
 
     engine = load_components(str(report.folder), device="cpu")  # the editor's loader materializes it too
     ready = external.materialize_text_encoder(report.folder)
-    pipe = DiffusionPipeline.from_pretrained(ready, torch_dtype=torch.float32)
+    pipe = DiffusionPipeline.from_pretrained(ready).to(torch.float32)  # the export stores float16
     original = DiffusionPipeline.from_pretrained(frozen.output)
     for loaded in (pipe.text_encoder, engine.text_encoder):
         assert torch.equal(loaded.get_input_embeddings().weight, original.text_encoder.get_input_embeddings().weight)

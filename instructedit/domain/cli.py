@@ -1,4 +1,8 @@
-"""``instructedit domain …``: generate the reference domain's splits."""
+"""``instructedit domain …``: generate the reference domain's splits.
+
+Errors print on one line with the command-line spelling of the argument at fault
+(:func:`instructedit.commandline.fail`).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from ..commandline import fail
 from ..errors import InstructEditError
 
 app = typer.Typer(help="The procedurally generated reference domain (scenes, edits, exact masks).",
@@ -15,6 +20,7 @@ app = typer.Typer(help="The procedurally generated reference domain (scenes, edi
 
 @app.command()
 def generate(
+    ctx: typer.Context,
     out: Annotated[Path, typer.Argument(help="Output folder; the split goes into OUT/SPLIT.")],
     split: Annotated[str, typer.Option(help="train or test (held-out scenes and phrasings).")] = "train",
     num_samples: Annotated[int, typer.Option(help="Number of edit samples.")] = 1000,
@@ -22,12 +28,15 @@ def generate(
     size: Annotated[int, typer.Option(help="Image side in pixels (64 or 128).")] = 64,
     heldout_fraction: Annotated[float, typer.Option(help="Test split: share of held-out phrasings.")] = 0.5,
     edit_types: Annotated[str | None, typer.Option(help="Comma-separated edit types (default: all).")] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace a folder this generator wrote before.")] = False,
+    overwrite: Annotated[bool, typer.Option(
+        help="Replace a folder this generator wrote before, finished or interrupted.")] = False,
     workers: Annotated[int, typer.Option(help="Processes rendering the images (same files for any number).")] = 1,
     paraphrases: Annotated[bool, typer.Option(
         help="Train split: also phrase instructions with the training-only paraphrase templates.")] = False,
 ) -> None:
-    """Write a split: images, masks, manifest.jsonl, MagicBrush layout and training views."""
+    """Write a split: images, masks, manifest.jsonl, MagicBrush layout and training views.
+
+    The split appears only when complete: an interrupted run leaves no OUT/SPLIT, and running again finishes."""
     from .dataset import generate_dataset
 
     try:
@@ -37,6 +46,5 @@ def generate(
             workers=workers, paraphrases=paraphrases,
         )
     except InstructEditError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(code=2) from None
+        raise fail(exc, ctx, {"out_dir": "out"}) from None
     typer.echo(str(folder))

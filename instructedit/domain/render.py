@@ -53,7 +53,8 @@ SHAPE_POLYGONS: dict[str, tuple[tuple[float, float], ...]] = {
 def check_size(size: int) -> int:
     """Validate an image side length in pixels."""
     if isinstance(size, bool) or not isinstance(size, int | np.integer) or not MIN_SIZE <= int(size) <= MAX_SIZE:
-        raise InvalidRequestError(f"image size must be an integer in [{MIN_SIZE}, {MAX_SIZE}], got {size!r}")
+        raise InvalidRequestError(f"image size must be an integer in [{MIN_SIZE}, {MAX_SIZE}], got {size!r}",
+                                  field="size")
     return int(size)
 
 

@@ -156,17 +156,20 @@ def check_sample_args(split: str, seed: int, size: int, heldout_fraction: float,
                       paraphrases: bool = False) -> tuple[tuple[str, ...], int]:
     """Validate the arguments of ``make_sample``; returns the edit types to cycle through and the image size."""
     if split not in SPLITS:
-        raise InvalidRequestError(f"unknown split {split!r}; choose 'train' or 'test'")
+        raise InvalidRequestError(f"unknown split {split!r}; choose 'train' or 'test'", field="split")
     if paraphrases and split != "train":
-        raise InvalidRequestError("paraphrases are training-data augmentation; the test split keeps its own wordings")
+        raise InvalidRequestError("paraphrases are training-data augmentation; the test split keeps its own wordings",
+                                  field="paraphrases")
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
-        raise InvalidRequestError(f"seed must be a non-negative integer, got {seed!r}")
+        raise InvalidRequestError(f"seed must be a non-negative integer, got {seed!r}", field="seed")
     if not 0.0 <= float(heldout_fraction) <= 1.0:
-        raise InvalidRequestError(f"heldout_fraction must be in [0, 1], got {heldout_fraction!r}")
+        raise InvalidRequestError(f"heldout_fraction must be in [0, 1], got {heldout_fraction!r}",
+                                  field="heldout_fraction")
     types = tuple(EDIT_TYPES if edit_types is None else edit_types)
     unknown = [t for t in types if t not in EDIT_TYPES]
     if unknown or not types:
-        raise InvalidRequestError(f"unknown edit types {unknown or '[]'}; choose from {', '.join(EDIT_TYPES)}")
+        raise InvalidRequestError(f"unknown edit types {unknown or '[]'}; choose from {', '.join(EDIT_TYPES)}",
+                                  field="edit_types")
     return types, check_size(size)
 
 
@@ -243,6 +246,7 @@ def generate_samples(
 ) -> list[DomainSample]:
     """Samples 0 .. num_samples - 1 of (split, seed), in memory (a prefix of a longer run is identical)."""
     if isinstance(num_samples, bool) or not isinstance(num_samples, int | np.integer) or num_samples < 0:
-        raise InvalidRequestError(f"num_samples must be a non-negative integer, got {num_samples!r}")
+        raise InvalidRequestError(f"num_samples must be a non-negative integer, got {num_samples!r}",
+                                  field="num_samples")
     return [make_sample(split, seed, i, size, heldout_fraction, edit_types, paraphrases)
             for i in range(int(num_samples))]

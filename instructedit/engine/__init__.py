@@ -2,14 +2,4 @@
 
 from .components import Components, load_components
 
-
-def __getattr__(name: str):
-    # The editor sits above the methods, which build on this package: import it lazily to avoid a cycle.
-    if name == "Editor":
-        from ..editor import Editor
-
-        return Editor
-    raise AttributeError(name)
-
-
-__all__ = ["Components", "Editor", "load_components"]
+__all__ = ["Components", "load_components"]

@@ -74,7 +74,8 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise InvalidModelError("device 'cuda' was asked for but no CUDA GPU is available: use --device cpu")
+        raise InvalidModelError("device 'cuda' was asked for but no CUDA GPU is available: use device='cpu'",
+                                field="device", suggest={"device": "cpu"})
     return device
 
 
@@ -89,7 +90,7 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
     if isinstance(dtype, torch.dtype):
         return dtype
     if dtype not in _DTYPES:
-        raise InvalidModelError(f"unknown dtype '{dtype}': use one of {', '.join(sorted(_DTYPES))}")
+        raise InvalidModelError(f"unknown dtype '{dtype}': use one of {', '.join(sorted(_DTYPES))}", field="dtype")
     return _DTYPES[dtype]
 
 

@@ -9,10 +9,18 @@ from PIL import Image
 from ..errors import NumericalError
 
 
-def image_to_tensor(image: Image.Image) -> torch.Tensor:
-    """RGB PIL image -> 1x3xHxW float tensor in [-1, 1] (diffusers' ``VaeImageProcessor.preprocess``)."""
+def image_to_tensor(image: Image.Image, value_range: tuple[float, float] = (-1.0, 1.0)) -> torch.Tensor:
+    """RGB PIL image -> 1x3xHxW float32 tensor with values in ``value_range``.
+
+    The default [-1, 1] is what VAEs read (diffusers' ``VaeImageProcessor.preprocess``); metrics and feature
+    encoders usually want (0, 1).
+    """
     array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
-    return torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0) * 2.0 - 1.0
+    tensor = torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0)
+    low, high = value_range
+    if (low, high) == (0.0, 1.0):
+        return tensor
+    return tensor * (high - low) + low  # for [-1, 1]: x * 2 - 1, diffusers' arithmetic to the bit
 
 
 def tensor_to_image(pixels: torch.Tensor) -> Image.Image:

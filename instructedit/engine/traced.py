@@ -6,9 +6,12 @@ from a trace, with bit-identical outputs. Editing calls the UNet the same way at
 weights), so a trace recorded on the first call serves the rest.
 
 Only calls a trace reproduces exactly are replayed: CPU tensors, no gradients, eval mode, no extra keyword
-arguments (attention-processor kwargs, added conditions), and no forward hooks on the UNet or any submodule (a
-trace would skip them: a user's feature-capturing hook, a test's fault injection). Everything else, and any
-signature whose tracing fails (``torch.jit.trace`` is deprecated upstream and may go away), runs the module itself.
+arguments (attention-processor kwargs, added conditions), no forward hooks on the UNet or any submodule (a
+trace would skip them: a user's feature-capturing hook, a test's fault injection), and only diffusers' stock
+stateless attention processors (or ones declaring ``traceable = True``): a stateful processor, such as the
+attention controllers of :mod:`instructedit.engine.attention`, would run once while recording and never again.
+Everything else, and any signature whose tracing fails (``torch.jit.trace`` is deprecated upstream and may go
+away), runs the module itself.
 
 A trace is keyed by the input shapes and dtypes, the weights' dtype and the module structure (ids of every
 submodule and attention processor), so swapping processors or injecting adapters records a new one; in-place
@@ -25,6 +28,17 @@ from typing import Any
 import torch
 
 MAX_TRACES = 32
+
+_STATELESS_PROCESSORS = ("AttnProcessor", "AttnProcessor2_0", "FusedAttnProcessor2_0", "XFormersAttnProcessor")
+
+
+def _traceable(processor: object) -> bool:
+    """True for processors whose call is a pure function of its inputs and the module's weights."""
+    declared = getattr(processor, "traceable", None)
+    if declared is not None:
+        return bool(declared)
+    cls = type(processor)
+    return cls.__module__.startswith("diffusers.") and cls.__name__ in _STATELESS_PROCESSORS
 
 
 class _PlainForward(torch.nn.Module):
@@ -111,7 +125,10 @@ class TracedUNet(torch.nn.Module):
             module = stack.pop()
             if module._forward_hooks or module._forward_pre_hooks:
                 return None
-            ids += (id(module), id(module.__dict__.get("processor")))
+            processor = module.__dict__.get("processor")
+            if processor is not None and not _traceable(processor):
+                return None
+            ids += (id(module), id(processor))
             stack.extend(module._modules.values())
         return tuple(ids)
 

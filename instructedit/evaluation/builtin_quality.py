@@ -13,17 +13,14 @@ import argparse
 import json
 import math
 import statistics
-import time
+import tempfile
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
-
+from ..errors import InvalidRequestError
 from ..types import EditRequest
-
-CAPTION_METHODS = ("sdedit", "encode-decode", "diffedit")
 
 
 @dataclass
@@ -41,6 +38,7 @@ class MethodQuality:
     rows: list[dict[str, Any]] = field(default_factory=list, repr=False)
 
     def summary(self) -> dict[str, Any]:
+        """The figures without the per-sample rows (JSON-ready)."""
         data = {k: v for k, v in self.__dict__.items() if k != "rows"}
         return data
 
@@ -50,43 +48,77 @@ def _mean(values: Sequence[float]) -> float:
     return statistics.fmean(finite) if finite else float("nan")
 
 
-def sample_request(sample, method: str, model: str | None = None, params: dict | None = None,
-                   seed: int = 0) -> EditRequest:
-    """The edit request of a domain sample: its instruction for InstructPix2Pix, its captions otherwise."""
-    instructed = method == "ip2p"
+def sample_request(sample: Any, method: str, model: str | None = None, params: dict | None = None,
+                   seed: int = 0) -> EditRequest:  # fmt: skip
+    """The edit request of a domain sample: its instruction for a method an instruction drives
+    (:attr:`~instructedit.methods.base.Method.takes_instruction`), its captions otherwise."""
+    from ..methods import get_method
+
+    instructed = get_method(method).takes_instruction
     return EditRequest(
         image=sample.source_image(), method=method, model=model, params=dict(params or {}), seed=seed,
         instruction=sample.instruction if instructed else None,
         source=None if instructed else sample.source_caption,
         target=None if instructed else sample.target_caption,
-    )
+    )  # fmt: skip
 
 
-def evaluate_method(editor, samples, method: str, model: str | None = None, params: dict | None = None,
-                    seed: int = 0) -> MethodQuality:
-    """Run ``method`` on every sample and score each output with the domain's oracles."""
-    from ..domain import edit_applied, preservation
+def _dataset(samples: Any) -> Any:
+    """Domain samples (:class:`~instructedit.domain.samples.DomainSample`) as a benchmark dataset."""
+    from .datasets import EditDataset
+    from .datasets.domain import to_edit_sample
 
-    rows = []
-    for sample in samples:
-        request = sample_request(sample, method, model, params, seed)
-        start = time.perf_counter()
-        result = editor.edit(request)
-        seconds = time.perf_counter() - start
-        kept = preservation(result.image, sample.source_image(), sample.mask_image())
-        rows.append({"id": sample.id, "edit_type": sample.edit_type, "heldout_phrasing": sample.heldout_phrasing,
-                     "applied": bool(edit_applied(result.image, sample)), "psnr": kept["psnr"], "l1": kept["l1"],
-                     "seconds": seconds})
+    if isinstance(samples, EditDataset):
+        return samples
+    return EditDataset("domain-held-out", [to_edit_sample(s, "domain-held-out") for s in samples], kind="domain")
+
+
+def _quality_row(row: dict[str, Any], heldout: dict[str, bool]) -> dict[str, Any]:
+    """One benchmark row as the figures read it; an infinite PSNR (nothing changed outside the mask: L1 0, which
+    the row stores as ``None``) counts as such, as the oracle measured it."""
+    metrics = row.get("metrics") or {}
+    l1, psnr = metrics.get("oracle_preservation_l1"), metrics.get("oracle_preservation_psnr")
+    if psnr is None and l1 == 0.0:
+        psnr = math.inf
+    return {"id": row["sample_id"], "edit_type": row["edit_type"], "heldout_phrasing": heldout[row["sample_id"]],
+            "applied": metrics.get("oracle_edit_applied") == 1.0, "psnr": psnr, "l1": l1,
+            "seconds": row["wall_time_s"]}  # fmt: skip
+
+
+def evaluate_method(editor: Any, samples: Any, method: str, model: str | None = None, params: dict | None = None,
+                    seed: int = 0) -> MethodQuality:  # fmt: skip
+    """Run ``method`` on every sample through the benchmark runner and score each output with the domain's oracles.
+
+    ``samples``: domain samples (e.g. :func:`held_out_samples`) or a domain :class:`EditDataset`. The runner
+    plans one job per sample (``params``, ``seed``, ``model``: unset = the editor's default for the method), edits
+    with ``editor`` and computes the ``oracle`` metrics; its results go to a temporary folder.
+    """
+    from .results import read_rows
+    from .runner import BenchmarkConfig, run_benchmark
+
+    dataset = _dataset(samples)
+    config = BenchmarkConfig(methods=[method], params=dict(params or {}), models={method: model} if model else {},
+                             metrics="oracle", seeds=(seed,), save_images=False)  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="instructedit-quality-") as out:
+        run_benchmark(dataset, config, out, editor=editor, on_error="raise", progress=False, shard=(0, 1),
+                      parquet=False)  # fmt: skip
+        results = read_rows(out)
+    not_run = [r for r in results if r.get("status") != "ok"]
+    if not_run:
+        raise InvalidRequestError(f"{method} did not run on sample '{not_run[0]['sample_id']}': "
+                                  f"{not_run[0].get('reason') or not_run[0].get('error')}")  # fmt: skip
+    heldout = {s.id: bool((s.extra or {}).get("heldout_phrasing")) for s in dataset}
+    rows = [_quality_row(row, heldout) for row in results]
     by_type: dict[str, list[bool]] = defaultdict(list)
     for row in rows:
         by_type[row["edit_type"]].append(row["applied"])
-    heldout = [row["applied"] for row in rows if row["heldout_phrasing"]]
+    heldout_applied = [row["applied"] for row in rows if row["heldout_phrasing"]]
     psnrs = [min(row["psnr"], 100.0) for row in rows if row["psnr"] is not None]
     return MethodQuality(
         method=method,
         applied=_mean([row["applied"] for row in rows]),
         applied_by_type={k: _mean(v) for k, v in sorted(by_type.items())},
-        applied_heldout_phrasing=_mean(heldout) if heldout else None,
+        applied_heldout_phrasing=_mean(heldout_applied) if heldout_applied else None,
         psnr_outside_mask=_mean(psnrs),
         l1_outside_mask=_mean([row["l1"] for row in rows if row["l1"] is not None]),
         # the median: the first edit also loads the model
@@ -96,30 +128,7 @@ def evaluate_method(editor, samples, method: str, model: str | None = None, para
     )
 
 
-@torch.inference_mode()
-def generate(components, prompt: str, *, num_inference_steps: int = 20, guidance_scale: float = 5.0, seed: int = 0):
-    """Text-to-image with the engine's own steps: noise, guided DDIM denoising, decoding."""
-    from diffusers.utils.torch_utils import randn_tensor
-
-    from ..engine.guidance import CFGDenoiser
-    from ..engine.latents import decode, tensor_to_image
-    from ..engine.prompts import PromptEncoder
-    from ..engine.sampling import denoise, make_scheduler
-
-    prompts = PromptEncoder(components.tokenizer, components.text_encoder)
-    scheduler = make_scheduler(components.scheduler, "ddim")
-    scheduler.set_timesteps(num_inference_steps)
-    side = int(components.unet.config.sample_size)
-    generator = torch.Generator(components.device).manual_seed(seed)
-    noise = randn_tensor((1, components.latent_channels, side, side), generator=generator,
-                         device=components.device, dtype=components.dtype)
-    uncond = prompts("") if guidance_scale > 1 else None
-    denoiser = CFGDenoiser(components.unet_forward, prompts(prompt), uncond, guidance_scale)
-    latents = denoise(denoiser, scheduler, noise * scheduler.init_noise_sigma, scheduler.timesteps)
-    return tensor_to_image(decode(components.vae, latents))
-
-
-def evaluate_text_to_image(components, samples, **kwargs) -> dict[str, Any]:
+def evaluate_text_to_image(components: Any, samples: Sequence[Any], **kwargs: Any) -> dict[str, Any]:
     """How well images sampled from held-out source captions show them, by the domain's detector.
 
     ``caption_accuracy`` is the issue's bar: the share of captions whose every object is found with the right
@@ -127,8 +136,9 @@ def evaluate_text_to_image(components, samples, **kwargs) -> dict[str, Any]:
     right) say how far a model that misses the bar is from it.
     """
     from ..domain.detect import caption_report, report_satisfied
+    from ..engine.generation import text_to_image
 
-    reports = [caption_report(generate(components, s.source_caption, seed=i, **kwargs), s.source_scene)
+    reports = [caption_report(text_to_image(components, s.source_caption, seed=i, **kwargs), s.source_scene)
                for i, s in enumerate(samples)]
     objects = [row["found"] for report in reports for row in report["objects"]]
     return {
@@ -139,7 +149,7 @@ def evaluate_text_to_image(components, samples, **kwargs) -> dict[str, Any]:
     }
 
 
-def held_out_samples(count: int, seed: int = 1, size: int = 64):
+def held_out_samples(count: int, seed: int = 1, size: int = 64) -> list[Any]:
     """A fixed, balanced held-out sample: ``count`` test-split edits (all seven types in turn)."""
     from ..domain import generate_samples
 
@@ -149,6 +159,7 @@ def held_out_samples(count: int, seed: int = 1, size: int = 64):
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Evaluate the built-in (or given) models and print a table; optionally write JSON."""
     from ..editor import Editor
+    from ..methods import get_method
     from ..models.builtin import builtin_model
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -161,8 +172,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     samples = held_out_samples(args.samples)
     editor = Editor(device="cpu")
     report: dict[str, Any] = {"samples": len(samples), "methods": {}}
+    models = {"t2i": args.t2i, "ip2p": args.ip2p}
     for method in args.methods.split(","):
-        model = args.ip2p if method == "ip2p" else args.t2i
+        model = models[get_method(method).model_kind]
         quality = evaluate_method(editor, samples, method, model)
         report["methods"][method] = quality.summary()
         types = " ".join(f"{k}={v:.2f}" for k, v in quality.applied_by_type.items())

@@ -51,8 +51,9 @@ def bench(
             "--dataset",
             "-d",
             help=(
-                "KIND:PATH with KIND magicbrush|piebench|manifest|folder, a path whose layout is recognised "
-                "(mapping_file.json, edit_sessions.json, *.jsonl, a folder of images), or 'domain[:SPLIT|:FOLDER]'."
+                "KIND:PATH with KIND magicbrush|piebench|manifest|folder|domain, a path whose layout is recognised "
+                "(a generated domain split's dataset.json, mapping_file.json, edit_sessions.json, *.jsonl, a folder "
+                "of images), or 'domain[:SPLIT|:FOLDER]'."
             ),
         ),
     ],
@@ -88,7 +89,8 @@ def bench(
             "--metrics",
             help=(
                 "Metrics or groups: default (pixel,mask,oracle), all, pixel, mask, oracle, lpips, clip, dino, "
-                "structure, or single names such as clip_t,lpips_input; fid,kid add set-level metrics."
+                "structure, or single names such as clip_t (local description, as MagicBrush), clip_t_global, "
+                "lpips_input; fid,kid add set-level metrics."
             ),
         ),
     ] = "default",
@@ -98,7 +100,8 @@ def bench(
             "--metric-model",
             help=(
                 "METRIC_OR_GROUP=WEIGHTS, e.g. clip=/models/clip-vit-base-patch32, lpips=squeeze, "
-                "lpips_backbone=/w/alexnet.pth, fid=/w/inception.pt (TorchScript TF-FID Inception)."
+                "lpips_backbone=/w/alexnet.pth, fid=/w/inception.pt (TorchScript TF-FID Inception). "
+                "Defaults: LPIPS AlexNet, SqueezeNet on PIE-Bench (as PIE-Bench)."
             ),
         ),
     ] = None,

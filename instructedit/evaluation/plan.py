@@ -11,18 +11,23 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidRequestError
 from .datasets import EditDataset, EditSample
 from .sweep import Sweep, check_sweeps, method_grid, unknown_parameters
+
+if TYPE_CHECKING:
+    from ..methods.base import Method
 
 MULTI_TURN_MODES = ("independent", "iterative")
 
 
 @dataclass
 class BenchmarkConfig:
-    """What to run. ``methods``: names (or method objects with ``name``, ``needs``, ``defaults``).
+    """What to run. ``methods``: names (looked up with :func:`~instructedit.methods.get_method`) or method
+    objects (:class:`~instructedit.methods.base.Method`, or anything with ``name``, ``needs``, ``defaults`` and
+    optionally ``accepts_mask`` and ``model_kind``).
 
     ``params``: fixed parameters, given to the methods that have them. ``models``: weights per method name,
     per model kind (``t2i``/``ip2p``) or for all (``*``); unset = the engine's default for the method.
@@ -42,6 +47,7 @@ class BenchmarkConfig:
     save_images: bool = True
 
     def to_dict(self) -> dict[str, Any]:
+        """The configuration as JSON-ready data (written to ``run.json``); methods by name."""
         return {
             "methods": [_method_name(m) for m in self.methods],
             "sweeps": {s.name: list(s.values) for s in self.sweeps},
@@ -55,34 +61,27 @@ class BenchmarkConfig:
         }
 
 
-@dataclass(frozen=True)
-class MethodSpec:
-    """What the runner needs to know of a method."""
-
-    name: str
-    needs: frozenset[str]
-    parameters: frozenset[str]
-    accepts_mask: bool = True
-    model_kind: str | None = None
-
-
 def _method_name(method: Any) -> str:
     return method if isinstance(method, str) else method.name
 
 
-def resolve_method(method: Any) -> MethodSpec:
-    """A method name (looked up in :mod:`instructedit.methods`) or object -> its :class:`MethodSpec`."""
+def resolve_method(method: Any) -> Method:
+    """A method name (looked up with :func:`~instructedit.methods.get_method`) -> that :class:`Method`; a method
+    object (a :class:`Method`, or anything with ``name``, ``needs`` and ``defaults``) is returned as it is."""
     if isinstance(method, str):
         from ..methods import get_method
 
-        method = get_method(method)
-    return MethodSpec(
-        name=method.name,
-        needs=frozenset(method.needs),
-        parameters=frozenset(method.defaults),
-        accepts_mask=bool(getattr(method, "accepts_mask", True)),
-        model_kind=getattr(method, "model_kind", None),
-    )
+        return get_method(method)
+    return method
+
+
+def method_parameters(method: Any) -> frozenset[str]:
+    """The names of ``method``'s parameters (the keys of ``method.defaults``)."""
+    return frozenset(method.defaults)
+
+
+def _accepts_mask(method: Any) -> bool:
+    return bool(getattr(method, "accepts_mask", True))
 
 
 @dataclass(frozen=True)
@@ -92,7 +91,7 @@ class Job:
     key: str
     group: int
     sample: EditSample
-    method: MethodSpec
+    method: Method
     params: dict[str, Any]
     swept: dict[str, Any]
     seed: int
@@ -132,8 +131,8 @@ def job_key(sample_id: str, method: str, model: str | None, params: Mapping[str,
 _TEXT_OF_NEED = {"instruction": "instruction", "source": "source_caption", "target": "target_caption"}
 
 
-def _model_for(spec: MethodSpec, models: Mapping[str, str]) -> str | None:
-    for key in (spec.name, spec.model_kind, "*"):
+def _model_for(method: Any, models: Mapping[str, str]) -> str | None:
+    for key in (method.name, getattr(method, "model_kind", None), "*"):
         if key and key in models:
             return models[key]
     return None
@@ -148,12 +147,12 @@ def plan_jobs(dataset: EditDataset, config: BenchmarkConfig) -> list[Job]:
         raise InvalidRequestError(f"multi_turn must be one of {modes}, got '{config.multi_turn}'.")
     if not config.seeds:
         raise InvalidRequestError("no seeds given: pass at least one seed.")
-    specs = [resolve_method(m) for m in config.methods]
-    names = [s.name for s in specs]
+    methods = [resolve_method(m) for m in config.methods]
+    names = [m.name for m in methods]
     if len(set(names)) != len(names):
         raise InvalidRequestError(f"method listed twice in {', '.join(names)}.")
     check_sweeps(config.sweeps)
-    parameters = {s.name: s.parameters for s in specs}
+    parameters = {m.name: method_parameters(m) for m in methods}
     unknown = unknown_parameters([s.name for s in config.sweeps] + list(config.params), parameters)
     if unknown:
         known = ", ".join(f"{n}: {', '.join(sorted(p))}" for n, p in parameters.items())
@@ -163,31 +162,32 @@ def plan_jobs(dataset: EditDataset, config: BenchmarkConfig) -> list[Job]:
     groups: dict[tuple, int] = {}
     previous: dict[tuple, str] = {}
     for sample in dataset:
-        for spec in specs:
-            fixed = {k: v for k, v in config.params.items() if k in spec.parameters}
-            missing = [_TEXT_OF_NEED[n] for n in sorted(spec.needs) if not getattr(sample, _TEXT_OF_NEED[n], None)]
-            for swept in method_grid(spec.parameters, config.sweeps):
+        for method in methods:
+            fixed = {k: v for k, v in config.params.items() if k in parameters[method.name]}
+            missing = [_TEXT_OF_NEED[n] for n in sorted(method.needs) if not getattr(sample, _TEXT_OF_NEED[n], None)]
+            for swept in method_grid(parameters[method.name], config.sweeps):
                 params = {**fixed, **swept}
                 for seed in config.seeds:
-                    model = _model_for(spec, config.models)
-                    use_mask = config.use_masks and spec.accepts_mask and sample.mask is not None
+                    model = _model_for(method, config.models)
+                    use_mask = config.use_masks and _accepts_mask(method) and sample.mask is not None
                     key = job_key(
                         sample.id,
-                        spec.name,
+                        method.name,
                         model,
                         params,
                         seed,
                         use_mask,
                         config.multi_turn if iterative and sample.num_turns > 1 else "independent",
                     )
-                    chain = (sample.session_id or sample.id, spec.name, model, json.dumps(params, sort_keys=True), seed)
+                    chain = (sample.session_id or sample.id, method.name, model, json.dumps(params, sort_keys=True),
+                             seed)  # fmt: skip
                     unit = chain if iterative else (key,)
                     group = groups.setdefault(unit, len(groups))
                     prior = previous.get(chain) if iterative and sample.turn > 1 else None
                     previous[chain] = key
                     jobs.append(Job(
-                        key=key, group=group, sample=sample, method=spec, params=params, swept=dict(swept),
+                        key=key, group=group, sample=sample, method=method, params=params, swept=dict(swept),
                         seed=seed, model=model, use_mask=use_mask, multi_turn=config.multi_turn, previous=prior,
-                        skip_reason=f"{spec.name} needs a {', '.join(missing)} the sample lacks" if missing else None,
+                        skip_reason=f"{method.name} needs a {', '.join(missing)} the sample lacks" if missing else None,
                     ))  # fmt: skip
     return jobs

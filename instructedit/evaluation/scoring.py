@@ -10,9 +10,11 @@ pixel      l1/l2/psnr/ssim to the input (whole and unedited region: l1, mse, psn
 mask       mask_iou: IoU of the mask a method produced (DiffEdit) with the dataset's edit mask
 oracle     the reference domain's oracle (domain samples only): oracle_edit_applied (1/0),
            oracle_preservation_l1, oracle_preservation_psnr (outside the edit mask)
-lpips      lpips_input, lpips_input_unedited, lpips_target (weights: torchvision backbone + lpips heads)
-clip       clip_i_input, clip_i_target, clip_t (MagicBrush, ViT-B/32), clip_dir (InstructPix2Pix, ViT-L/14),
-           clip_score, clip_score_edited (PIE-Bench CLIPScore, ViT-L/14)
+lpips      lpips_input, lpips_input_unedited, lpips_target (weights: torchvision backbone + lpips heads;
+           AlexNet, or SqueezeNet on PIE-Bench as PIE-Bench does)
+clip       clip_i_input, clip_i_target, clip_t (MagicBrush, ViT-B/32: the turn's local description, the target
+           caption where a sample has none), clip_t_global (the same with the global target caption),
+           clip_dir (InstructPix2Pix, ViT-L/14), clip_score, clip_score_edited (PIE-Bench CLIPScore, ViT-L/14)
 dino       dino_input, dino_target (MagicBrush, DINO ViT-S/16)
 structure  structure_input (PIE-Bench structure distance, DINO ViT-B/8)
 =========  ===============================================================================================
@@ -20,6 +22,11 @@ structure  structure_input (PIE-Bench structure distance, DINO ViT-B/8)
 ``default`` = ``pixel,mask,oracle``: cheap and offline. Model-based groups need their weights (hub id or
 local folder, set per metric with ``models``, e.g. ``{"clip": "/models/clip-vit-base-patch32"}``); they are
 loaded once, before the first edit, so missing weights fail fast.
+
+A benchmark's own settings are the defaults on its datasets (:data:`BENCHMARK_METRIC_MODELS`): a PIE-Bench run
+computes LPIPS with SqueezeNet (PIE-Bench's ``LearnedPerceptualImagePatchSimilarity(net_type='squeeze')``) unless
+``models`` says otherwise. Its other settings are already every dataset's defaults: CLIPScore with CLIP
+ViT-L/14, structure distance with DINO ViT-B/8, PSNR/SSIM with data range 1.
 """
 
 from __future__ import annotations
@@ -48,6 +55,13 @@ class ScoringInput:
     source_caption: str | None = None
     target_caption: str | None = None
     sample: Any = None
+    local_description: str | None = None
+    """The turn's local description (MagicBrush ``local_descriptions.json``, the reference domain), if any."""
+
+    @property
+    def clip_t_caption(self) -> str | None:
+        """The text CLIP-T compares with: the local description (MagicBrush's), else the target caption."""
+        return self.local_description or self.target_caption
 
 
 @dataclass
@@ -68,7 +82,8 @@ Compute = Callable[[ScoringInput, "RowMetric", MetricOptions], float | None]
 @dataclass(frozen=True)
 class RowMetric:
     """One per-row metric. ``needs`` lists what the row must have among ``target``, ``mask``,
-    ``produced_mask``, ``source_caption``, ``target_caption``, ``domain``."""
+    ``produced_mask``, ``source_caption``, ``target_caption``, ``clip_t_caption`` (a local description or a
+    target caption), ``domain``."""
 
     name: str
     group: str
@@ -86,6 +101,7 @@ class RowMetric:
             "produced_mask": item.produced_mask is not None,
             "source_caption": bool(item.source_caption),
             "target_caption": bool(item.target_caption),
+            "clip_t_caption": bool(item.clip_t_caption),
             "domain": _domain_sample(item) is not None,
         }
         return all(have[n] for n in self.needs)
@@ -155,10 +171,14 @@ def _clip_i(which: str) -> Compute:
     return compute
 
 
-def _clip_t(item: ScoringInput, metric: RowMetric, options: MetricOptions) -> float | None:
-    from .metrics.clip import clip_text_similarity
+def _clip_t(caption: str) -> Compute:
+    def compute(item: ScoringInput, metric: RowMetric, options: MetricOptions) -> float | None:
+        from .metrics.clip import clip_text_similarity
 
-    return clip_text_similarity([item.output], [item.target_caption], **_model_kwargs(metric, options))[0]
+        text = getattr(item, caption)
+        return clip_text_similarity([item.output], [text], **_model_kwargs(metric, options))[0]
+
+    return compute
 
 
 def _clip_dir(item: ScoringInput, metric: RowMetric, options: MetricOptions) -> float | None:
@@ -175,7 +195,7 @@ def _clip_score(edited_part: bool) -> Compute:
 
         output = _at(item.output, item.source.size)
         masks = [item.mask] if edited_part else None
-        return clip_score([output], [item.target_caption], masks=masks, **_model_kwargs(metric, options))[0]
+        return clip_score([output], [item.target_caption], edit_masks=masks, **_model_kwargs(metric, options))[0]
 
     return compute
 
@@ -196,12 +216,20 @@ def _structure(item: ScoringInput, metric: RowMetric, options: MetricOptions) ->
     return structure_distance([output], [item.source], **_model_kwargs(metric, options))[0]
 
 
+def _binary_mask(mask: Image.Image) -> np.ndarray:
+    """A mask image as booleans (white = edit), 0/255 and 0/1 ``L`` images alike (see :mod:`.metrics._images`)."""
+    from .metrics._images import mask_to_tensor
+
+    grey = mask if mask.mode in ("1", "L", "F") else mask.convert("L")
+    return mask_to_tensor(grey, (grey.height, grey.width))[0, 0].numpy() >= 0.5
+
+
 def _mask_iou(item: ScoringInput, metric: RowMetric, options: MetricOptions) -> float | None:
-    truth = np.asarray(item.mask.convert("L")) >= 128  # type: ignore[union-attr]
-    produced = item.produced_mask.convert("L")  # type: ignore[union-attr]
+    truth = _binary_mask(item.mask)  # type: ignore[arg-type]
+    produced = item.produced_mask
     if produced.size != item.mask.size:  # type: ignore[union-attr]
-        produced = produced.resize(item.mask.size, Image.Resampling.NEAREST)  # type: ignore[union-attr]
-    guess = np.asarray(produced) >= 128
+        produced = produced.convert("L").resize(item.mask.size, Image.Resampling.NEAREST)  # type: ignore[union-attr]
+    guess = _binary_mask(produced)  # type: ignore[arg-type]
     union = np.logical_or(truth, guess).sum()
     return float(np.logical_and(truth, guess).sum() / union) if union else None
 
@@ -237,6 +265,7 @@ def _prepare_lpips(metric: RowMetric, options: MetricOptions) -> None:
 _T, _M = frozenset({"target"}), frozenset({"mask"})
 _CAPS = frozenset({"source_caption", "target_caption"})
 _TCAP = frozenset({"target_caption"})
+_CLIP_T_CAP = frozenset({"clip_t_caption"})
 
 
 def _catalogue() -> list[RowMetric]:
@@ -270,8 +299,11 @@ def _catalogue() -> list[RowMetric]:
                   "CLIP image similarity to the input (InstructPix2Pix's consistency axis)", _prepare_clip),
         RowMetric("clip_i_target", "clip", _clip_i("target"), _T, True,
                   "CLIP-I to the ground-truth edit (MagicBrush)", _prepare_clip),
-        RowMetric("clip_t", "clip", _clip_t, _TCAP, True,
-                  "CLIP-T: output vs target caption (MagicBrush)", _prepare_clip),
+        RowMetric("clip_t", "clip", _clip_t("clip_t_caption"), _CLIP_T_CAP, True,
+                  "CLIP-T (MagicBrush): output vs the turn's local description (else the target caption)",
+                  _prepare_clip),
+        RowMetric("clip_t_global", "clip", _clip_t("target_caption"), _TCAP, True,
+                  "CLIP-T with the global target caption instead of the local description", _prepare_clip),
         RowMetric("clip_dir", "clip", _clip_dir, _CAPS, True,
                   "CLIP directional similarity (InstructPix2Pix)", _prepare_clip),
         RowMetric("clip_score", "clip", _clip_score(False), _TCAP, True,
@@ -294,6 +326,15 @@ for _metric in METRICS.values():
     GROUPS.setdefault(_metric.group, ())
     GROUPS[_metric.group] += (_metric.name,)
 DEFAULT_GROUPS = ("pixel", "mask", "oracle")
+
+BENCHMARK_METRIC_MODELS: dict[str, dict[str, str]] = {"piebench": {"lpips": "squeeze"}}
+"""Per dataset kind, the metric settings its benchmark's own evaluation uses where they differ from ours
+(PIE-Bench's ``matrics_calculator.py``: LPIPS with ``net_type='squeeze'``); ``models`` entries override them."""
+
+
+def metric_models_for(dataset_kind: str | None, models: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The metric weights of a run on a ``dataset_kind`` dataset: its benchmark's settings, then ``models``."""
+    return {**BENCHMARK_METRIC_MODELS.get(dataset_kind or "", {}), **dict(models or {})}
 
 
 def register_metric(metric: RowMetric) -> None:
@@ -329,18 +370,22 @@ class Scorer:
     """Computes the chosen metrics for one edit at a time."""
 
     def __init__(
-        self, metrics: str | Sequence[str] = "default", *, device: str = "cpu", models: Mapping[str, str] | None = None
+        self, metrics: str | Sequence[str] = "default", *, device: str = "cpu", models: Mapping[str, str] | None = None,
+        dataset_kind: str | None = None,
     ) -> None:
+        """``models``: metric or group name -> weights; ``dataset_kind`` (e.g. ``"piebench"``) adds that
+        benchmark's own settings (:data:`BENCHMARK_METRIC_MODELS`) under ``models``."""
         self.metrics = resolve_metrics(metrics)
-        self.options = MetricOptions(device=device, models=dict(models or {}))
-        unknown = sorted(set(self.options.models) - set(METRICS) - set(GROUPS) - {"lpips_backbone", "lpips_heads"})
+        unknown = sorted(set(models or {}) - set(METRICS) - set(GROUPS) - {"lpips_backbone", "lpips_heads"})
         if unknown:
             raise InvalidRequestError(
                 f"--metric-model {', '.join(unknown)}: not a metric or group; use one of {', '.join(GROUPS)}."
             )
+        self.options = MetricOptions(device=device, models=metric_models_for(dataset_kind, models))
 
     @property
     def names(self) -> list[str]:
+        """The names of the chosen metrics, in order."""
         return [m.name for m in self.metrics]
 
     def prepare(self) -> None:

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
 
-from ..engine.blending import blend
+from ..engine.blending import blend, mask_to_latent
 from ..engine.components import Components
 from ..engine.guidance import CFGDenoiser
 from ..engine.prompts import PromptEncoder
-from ..engine.sampling import SCHEDULER_KINDS, Progress
-from ..errors import InvalidRequestError
+from ..engine.sampling import SCHEDULER_KINDS, Progress, denoise
+from ..errors import InvalidModelError, InvalidRequestError
 
 Need = Literal["instruction", "source", "target"]
 
@@ -30,10 +31,24 @@ class Param:
     minimum: float | None = None
     maximum: float | None = None
     choices: tuple[Any, ...] | None = None
+    kind: type | None = None  # the value's type when the default is None ("not set")
+
+    @property
+    def type(self) -> type:
+        return self.kind or type(self.default)
+
+    def describe(self) -> dict[str, Any]:
+        """The parameter as JSON-ready data (for ``instructedit methods --json``, the service and the page)."""
+        return {"name": self.name, "type": self.type.__name__, "default": self.default, "help": self.help,
+                "minimum": self.minimum, "maximum": self.maximum,
+                "choices": list(self.choices) if self.choices is not None else None}
 
     def coerce(self, value: Any, method: str) -> Any:
         """``value`` converted to the default's type and checked against the range; a clear error otherwise."""
-        kind = type(self.default)
+        kind = self.type
+        if value is None and self.default is None:
+            return None
+        field = f"params.{self.name}"
         try:
             if kind is bool and isinstance(value, str):
                 if value.lower() not in {"true", "false", "1", "0", "yes", "no"}:
@@ -45,17 +60,18 @@ class Param:
                 value = kind(value)
         except (TypeError, ValueError):
             raise InvalidRequestError(
-                f"{method}: {self.name}={value!r} is not a valid {kind.__name__} ({self.help})"
+                f"{method}: {self.name}={value!r} is not a valid {kind.__name__} ({self.help})", field=field
             ) from None
         if self.choices is not None and value not in self.choices:
             choices = ", ".join(map(str, self.choices))
-            raise InvalidRequestError(f"{method}: {self.name}={value!r} must be one of {choices}")
+            raise InvalidRequestError(f"{method}: {self.name}={value!r} must be one of {choices}", field=field)
         # written with `not` so NaN, which compares false with everything, is out of range too
         if (self.minimum is not None and not value >= self.minimum) or (
             self.maximum is not None and not value <= self.maximum
         ):
             raise InvalidRequestError(
-                f"{method}: {self.name}={value} is out of range [{self.minimum}, {self.maximum}] ({self.help})"
+                f"{method}: {self.name}={value} is out of range [{self.minimum}, {self.maximum}] ({self.help})",
+                field=field,
             )
         return value
 
@@ -99,6 +115,27 @@ class EditContext:
         uncond = self.prompts("") if guidance_scale > 1.0 else None
         return CFGDenoiser(self.unet, self.prompts(text), uncond, guidance_scale)
 
+    def latent_mask(self, latent_size) -> torch.Tensor | None:
+        """The user's mask at latent resolution (``None`` without one)."""
+        if self.mask is None:
+            return None
+        return mask_to_latent(self.mask, tuple(latent_size)).to(self.image.device)
+
+    def denoise_outside_kept(
+        self, denoiser, scheduler, latents: torch.Tensor, timesteps, *, eta: float, original_at,
+        mask: torch.Tensor | None = None, produced_mask: bool = False,
+    ) -> MethodOutput:
+        """Denoise ``latents`` over ``timesteps``; where ``mask`` (default: the user's) is 0, put back
+        ``original_at(i)`` after every step i (see :class:`KeepOutsideMask`)."""
+        if mask is None:
+            mask = self.latent_mask(latents.shape[-2:])
+        keep = KeepOutsideMask(mask, original_at) if mask is not None else None
+        latents = denoise(
+            denoiser, scheduler, latents, timesteps,
+            generator=self.generator, eta=eta, after_step=keep, progress=self.progress,
+        )
+        return MethodOutput(latents, mask, produced_mask=produced_mask)
+
 
 @dataclass
 class MethodOutput:
@@ -122,9 +159,31 @@ class KeepOutsideMask:
         return blend(latents, self.original_at(i), self.mask)
 
 
+@dataclass(frozen=True)
+class ModelKind:
+    """A family of models a method runs on, how to recognise one, and a checkpoint to suggest."""
+
+    name: str
+    description: str
+    example: str
+    fits: Callable[[Components], bool]
+
+
+MODEL_KINDS = {
+    "t2i": ModelKind("t2i", "a text-to-image model", SD_MODEL, lambda c: not c.is_instruct),
+    "ip2p": ModelKind("ip2p", "an InstructPix2Pix model", IP2P_MODEL, lambda c: c.is_instruct),
+}
+
+
 @dataclass
 class Method:
-    """An editing method: a name, the texts it needs, its parameters, and ``run``."""
+    """An editing method: a name, the texts it needs, its parameters, and ``run``.
+
+    Besides ``run``, a method declares what the CLI, the editor, the benchmark runner and the service need to
+    know of it, so that none of them tests a method's name: the texts it ``needs``, whether it
+    ``accepts_mask`` and ``produces_mask`` (finds the edit region itself), which parameter is its
+    ``strength_param`` (how far it may depart from the input), and the ``model_kind`` it runs on.
+    """
 
     name: str
     description: str
@@ -133,11 +192,47 @@ class Method:
     model_kind: Literal["t2i", "ip2p"] = "t2i"
     default_model: str = SD_MODEL
     accepts_mask: bool = True
+    produces_mask: bool = False
+    strength_param: str | None = None
     aliases: tuple[str, ...] = field(default_factory=tuple)
 
     @property
     def defaults(self) -> dict[str, Any]:
         return {p.name: p.default for p in self.params}
+
+    def describe(self) -> dict[str, Any]:
+        """The declaration as JSON-ready data: what a CLI, a service or a web page needs to offer the method."""
+        return {
+            "name": self.name, "aliases": list(self.aliases), "description": self.description,
+            "needs": sorted(self.needs), "accepts_mask": self.accepts_mask, "produces_mask": self.produces_mask,
+            "strength_param": self.strength_param, "model_kind": self.model_kind, "default_model": self.default_model,
+            "params": [p.describe() for p in self.params],
+        }
+
+    @property
+    def takes_instruction(self) -> bool:
+        """True when an instruction drives the method; caption methods need a target caption instead."""
+        return "instruction" in self.needs
+
+    def uses_mask(self, mask_given: bool) -> bool:
+        """Whether an edit with (or without) a user mask comes back with a mask."""
+        return self.produces_mask or (mask_given and self.accepts_mask)
+
+    def check_model(self, components: Components) -> None:
+        """A clear error, naming the ``model`` field, when ``components`` are not of this method's model kind."""
+        kind = MODEL_KINDS[self.model_kind]
+        if kind.fits(components):
+            return
+        if self.model_kind == "ip2p":
+            detail = (f"(UNet with {2 * components.latent_channels} input channels), but '{components.name}' has "
+                      f"{components.unet.config.in_channels}")
+        else:
+            other = next(k for k in MODEL_KINDS.values() if k.fits(components))
+            detail = f"but '{components.name}' is {other.description}"
+        raise InvalidModelError(
+            f"{self.name} needs {kind.description} {detail}: give model='{kind.example}' or another such checkpoint",
+            field="model", suggest={"model": kind.example},
+        )
 
     def resolve(self, given: dict[str, Any], model_defaults: dict[str, Any] | None = None) -> dict[str, Any]:
         """Defaults, then the model's own defaults, then ``given``; unknown names and bad values are errors."""
@@ -145,7 +240,8 @@ class Method:
         unknown = sorted(set(given) - set(specs))
         if unknown:
             raise InvalidRequestError(
-                f"{self.name} has no parameter {', '.join(unknown)}: its parameters are {', '.join(specs)}"
+                f"{self.name} has no parameter {', '.join(unknown)}: its parameters are {', '.join(specs)}",
+                field=f"params.{unknown[0]}",
             )
         merged = {**self.defaults, **{k: v for k, v in (model_defaults or {}).items() if k in specs}, **given}
         return {name: specs[name].coerce(value, self.name) for name, value in merged.items()}

@@ -6,6 +6,10 @@
 2. DDIM inversion of the input to ``inpaint_strength``.
 3. DDIM decoding with the target caption; outside the mask the inverted latents are put back after each step.
 
+diffusers runs these as three calls (``generate_mask``, ``invert``, ``__call__``); one request reproduces them
+when the three share one generator seeded with the request's seed, the mask's step count is
+``mask_num_inference_steps`` (diffusers' ``generate_mask`` default is 50) and ``blend_alignment="diffusers"``.
+
 Given the same components and seed this equals diffusers' ``StableDiffusionDiffEditPipeline`` with
 ``blend_alignment="diffusers"``. Two deliberate differences, both tested:
 - The input is encoded once for all noise maps (diffusers encodes the repeated image once per map); the draws
@@ -21,21 +25,17 @@ Given the same components and seed this equals diffusers' ``StableDiffusionDiffE
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
-from diffusers.utils.torch_utils import randn_tensor
 
-from ..engine.blending import mask_to_latent
-from ..engine.guidance import guided_predictions
 from ..engine.inversion import ddim_invert
 from ..engine.latents import encode_distribution, sample_latents
-from ..engine.sampling import denoise, make_scheduler, strength_timesteps
+from ..engine.localize import noise_difference_mask
+from ..engine.sampling import make_scheduler, strength_timesteps
 from .base import (
     ETA,
     GUIDANCE,
     INVERSION_GUIDANCE,
     STEPS,
     EditContext,
-    KeepOutsideMask,
     Method,
     MethodOutput,
     Param,
@@ -43,54 +43,36 @@ from .base import (
 )
 
 
-def _gaussian_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
-    radius = max(1, int(round(3 * sigma)))
-    x = torch.arange(-radius, radius + 1, dtype=image.dtype, device=image.device)
-    kernel = torch.exp(-(x**2) / (2 * sigma**2))
-    kernel = kernel / kernel.sum()
-    padded = F.pad(image, (radius, radius, radius, radius), mode="replicate")
-    blurred = F.conv2d(padded, kernel.view(1, 1, 1, -1))
-    return F.conv2d(blurred, kernel.view(1, 1, -1, 1))
-
-
 def diffedit_mask(
     ctx: EditContext, distribution, *, num_inference_steps: int, guidance_scale: float, mask_encode_strength: float,
     num_maps_per_mask: int, mask_thresholding_ratio: float, mask_smoothing: float,
 ) -> torch.Tensor:
-    """The 1x1xhxw 0/1 latent-resolution edit mask of DiffEdit's first step."""
-    sched = make_scheduler(ctx.components.scheduler, "ddim")
-    encode_timestep = strength_timesteps(sched, num_inference_steps, mask_encode_strength)[0]
-    latents = sample_latents(distribution, ctx.generator, ctx.vae, repeats=num_maps_per_mask)
-    noise = randn_tensor(latents.shape, generator=ctx.generator, device=latents.device, dtype=latents.dtype)
-    noisy = sched.scale_model_input(sched.add_noise(latents, noise, encode_timestep), encode_timestep)
-    source = ctx.prompts(ctx.source or "").expand(num_maps_per_mask, -1, -1)
-    target = ctx.prompts(ctx.target).expand(num_maps_per_mask, -1, -1)
-    uncond = ctx.prompts("").expand(num_maps_per_mask, -1, -1)
-    from_source, from_target = guided_predictions(
-        ctx.unet, noisy, encode_timestep, [source, target], uncond, guidance_scale
+    """The 1x1xhxw 0/1 latent-resolution edit mask of DiffEdit's first step (target vs source caption)."""
+    return noise_difference_mask(
+        ctx.unet, ctx.components.scheduler, ctx.vae, distribution, ctx.generator,
+        reference=ctx.prompts(ctx.source or ""), query=ctx.prompts(ctx.target), uncond=ctx.prompts(""),
+        num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
+        encode_strength=mask_encode_strength, num_maps=num_maps_per_mask,
+        thresholding_ratio=mask_thresholding_ratio, smoothing=mask_smoothing,
     )
-    guidance_map = (from_target - from_source).abs().mean(dim=(0, 1), keepdim=True)
-    if mask_smoothing > 0:
-        guidance_map = _gaussian_blur(guidance_map, mask_smoothing)
-    clamp = guidance_map.mean() * mask_thresholding_ratio
-    return (guidance_map.clamp(0, clamp) / clamp > 0.5).to(latents.dtype)
 
 
 class DiffEdit(Method):
     def run(
-        self, ctx: EditContext, *, num_inference_steps, guidance_scale, mask_encode_strength, num_maps_per_mask,
-        mask_thresholding_ratio, mask_smoothing, inpaint_strength, inversion_guidance_scale, eta, blend_alignment,
+        self, ctx: EditContext, *, num_inference_steps, guidance_scale, mask_num_inference_steps, mask_encode_strength,
+        num_maps_per_mask, mask_thresholding_ratio, mask_smoothing, inpaint_strength, inversion_guidance_scale, eta,
+        blend_alignment,
     ) -> MethodOutput:
         distribution = encode_distribution(ctx.vae, ctx.image)
-        if ctx.mask is not None:
-            latent_size = distribution.mean.shape[-2:]
-            mask, produced = mask_to_latent(ctx.mask, latent_size).to(distribution.mean.device), False
-        else:
-            mask, produced = diffedit_mask(
-                ctx, distribution, num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
+        mask = ctx.latent_mask(distribution.mean.shape[-2:])
+        produced = mask is None
+        if produced:
+            mask = diffedit_mask(
+                ctx, distribution, num_inference_steps=mask_num_inference_steps or num_inference_steps,
+                guidance_scale=guidance_scale,
                 mask_encode_strength=mask_encode_strength, num_maps_per_mask=num_maps_per_mask,
                 mask_thresholding_ratio=mask_thresholding_ratio, mask_smoothing=mask_smoothing,
-            ), True
+            )
         template = ctx.components.scheduler
         original = sample_latents(distribution, ctx.generator, ctx.vae)
         trajectory = ddim_invert(
@@ -99,16 +81,15 @@ class DiffEdit(Method):
         )
         if blend_alignment == "diffusers":
             descending = trajectory[::-1]
-            keep = KeepOutsideMask(mask, lambda i: descending[i])
+            original_at = descending.__getitem__
         else:
-            keep = KeepOutsideMask(mask, trajectory_original(trajectory, original))
+            original_at = trajectory_original(trajectory, original)
         sched = make_scheduler(template, "ddim")
         timesteps = strength_timesteps(sched, num_inference_steps, inpaint_strength)
-        latents = denoise(
+        return ctx.denoise_outside_kept(
             ctx.text_denoiser(ctx.target, guidance_scale), sched, trajectory[-1], timesteps,
-            generator=ctx.generator, eta=eta, after_step=keep, progress=ctx.progress,
+            eta=eta, original_at=original_at, mask=mask, produced_mask=produced,
         )
-        return MethodOutput(latents, mask, produced_mask=produced)
 
 
 METHOD = DiffEdit(
@@ -117,6 +98,8 @@ METHOD = DiffEdit(
     needs=frozenset({"target"}),
     params=(
         STEPS, GUIDANCE,
+        Param("mask_num_inference_steps", None, "denoising steps of the schedule the mask is estimated on (diffusers' "
+              "generate_mask num_inference_steps); unset = num_inference_steps", 1, 1000, kind=int),
         Param("mask_encode_strength", 0.5, "noise level at which the mask is estimated", 0.0, 1.0),
         Param("num_maps_per_mask", 10, "number of noises averaged into the mask", 1, 256),
         Param("mask_thresholding_ratio", 3.0, "clamp the difference map at this multiple of its mean", 1e-6, 1e6),
@@ -127,4 +110,6 @@ METHOD = DiffEdit(
         Param("blend_alignment", "aligned", "'aligned' (fixed) or 'diffusers' (reproduces diffusers' off-by-one)",
               choices=("aligned", "diffusers")),
     ),
+    produces_mask=True,
+    strength_param="inpaint_strength",
 )

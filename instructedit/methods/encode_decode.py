@@ -7,17 +7,15 @@ discretisation error. ``strength`` is the encoding ratio: how far along the sche
 
 from __future__ import annotations
 
-from ..engine.blending import mask_to_latent
 from ..engine.inversion import ddim_invert
 from ..engine.latents import encode_distribution, sample_latents
-from ..engine.sampling import denoise, make_scheduler, strength_timesteps
+from ..engine.sampling import make_scheduler, strength_timesteps
 from .base import (
     ETA,
     GUIDANCE,
     INVERSION_GUIDANCE,
     STEPS,
     EditContext,
-    KeepOutsideMask,
     Method,
     MethodOutput,
     Param,
@@ -36,15 +34,10 @@ class EncodeDecode(Method):
         )
         sched = make_scheduler(template, "ddim")
         timesteps = strength_timesteps(sched, num_inference_steps, strength)
-        mask = keep = None
-        if ctx.mask is not None:
-            mask = mask_to_latent(ctx.mask, original.shape[-2:]).to(original.device)
-            keep = KeepOutsideMask(mask, trajectory_original(trajectory, original))
-        latents = denoise(
+        return ctx.denoise_outside_kept(
             ctx.text_denoiser(ctx.target, guidance_scale), sched, trajectory[-1], timesteps,
-            generator=ctx.generator, eta=eta, after_step=keep, progress=ctx.progress,
+            eta=eta, original_at=trajectory_original(trajectory, original),
         )
-        return MethodOutput(latents, mask)
 
 
 METHOD = EncodeDecode(
@@ -55,5 +48,6 @@ METHOD = EncodeDecode(
         Param("strength", 1.0, "encoding ratio: fraction of the schedule to invert and regenerate", 0.0, 1.0),
         STEPS, GUIDANCE, INVERSION_GUIDANCE, ETA,
     ),
+    strength_param="strength",
     aliases=("ddim", "ddim-inversion"),
 )

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from diffusers.utils.torch_utils import randn_tensor
 
-from ..engine.blending import mask_to_latent
 from ..engine.guidance import InstructPix2PixDenoiser
 from ..engine.latents import encode_distribution, mode_latents
-from ..engine.sampling import denoise, make_scheduler
-from .base import ETA, GUIDANCE, IP2P_MODEL, EditContext, KeepOutsideMask, Method, MethodOutput, Param, noised_original
+from ..engine.sampling import make_scheduler
+from .base import ETA, GUIDANCE, IP2P_MODEL, EditContext, Method, MethodOutput, Param, noised_original
 from .base import scheduler_param as _scheduler
 
 
@@ -29,16 +28,11 @@ class InstructPix2Pix(Method):
         denoiser = InstructPix2PixDenoiser(
             ctx.unet, ctx.prompts(ctx.instruction), ctx.prompts(""), image_latents, guidance_scale, image_guidance_scale
         )
-        mask = keep = None
-        if ctx.mask is not None:
-            mask = mask_to_latent(ctx.mask, shape[-2:]).to(noise.device)
-            original = mode_latents(distribution, ctx.vae)
-            keep = KeepOutsideMask(mask, noised_original(sched, original, noise, sched.timesteps))
-        latents = denoise(
+        original = mode_latents(distribution, ctx.vae)
+        return ctx.denoise_outside_kept(
             denoiser, sched, noise * sched.init_noise_sigma, sched.timesteps,
-            generator=ctx.generator, eta=eta, after_step=keep, progress=ctx.progress,
+            eta=eta, original_at=noised_original(sched, original, noise, sched.timesteps),
         )
-        return MethodOutput(latents, mask)
 
 
 METHOD = InstructPix2Pix(

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from diffusers.utils.torch_utils import randn_tensor
 
-from ..engine.blending import mask_to_latent
 from ..engine.latents import encode_distribution, sample_latents
-from ..engine.sampling import denoise, make_scheduler, strength_timesteps
-from .base import ETA, GUIDANCE, STEPS, EditContext, KeepOutsideMask, Method, MethodOutput, Param, noised_original
+from ..engine.sampling import make_scheduler, strength_timesteps
+from .base import ETA, GUIDANCE, STEPS, EditContext, Method, MethodOutput, Param, noised_original
 from .base import scheduler_param as _scheduler
 
 
@@ -21,17 +20,10 @@ class SDEdit(Method):
         timesteps = strength_timesteps(sched, num_inference_steps, strength)
         original = sample_latents(encode_distribution(ctx.vae, ctx.image), ctx.generator, ctx.vae)
         noise = randn_tensor(original.shape, generator=ctx.generator, device=original.device, dtype=original.dtype)
-        latents = sched.add_noise(original, noise, timesteps[:1])
-        mask = None
-        keep = None
-        if ctx.mask is not None:
-            mask = mask_to_latent(ctx.mask, original.shape[-2:]).to(original.device)
-            keep = KeepOutsideMask(mask, noised_original(sched, original, noise, timesteps))
-        latents = denoise(
-            ctx.text_denoiser(ctx.target, guidance_scale), sched, latents, timesteps,
-            generator=ctx.generator, eta=eta, after_step=keep, progress=ctx.progress,
+        return ctx.denoise_outside_kept(
+            ctx.text_denoiser(ctx.target, guidance_scale), sched, sched.add_noise(original, noise, timesteps[:1]),
+            timesteps, eta=eta, original_at=noised_original(sched, original, noise, timesteps),
         )
-        return MethodOutput(latents, mask)
 
 
 METHOD = SDEdit(
@@ -42,5 +34,6 @@ METHOD = SDEdit(
         Param("strength", 0.8, "how far to noise the input (0 keeps it, 1 ignores it)", 0.0, 1.0),
         STEPS, GUIDANCE, ETA, _scheduler("ddim"),
     ),
+    strength_param="strength",
     aliases=("img2img",),
 )

@@ -75,7 +75,8 @@ def load_checkpoint(accelerator: Accelerator, checkpoint: Path, task_name: str) 
     if state.get("task") not in (None, task_name):
         raise InvalidRequestError(
             f"checkpoint '{checkpoint}' belongs to a '{state.get('task')}' run, not '{task_name}': resume with the "
-            "same command, or use another output folder."
+            "same command, or use another output_dir.",
+            field="output_dir",
         )
     accelerator.load_state(str(checkpoint))
     return state

@@ -6,7 +6,7 @@
     instructedit train all         --output-dir OUT            (the built-in models' full recipe)
 
 Every command shares the optimisation options (steps, batch size, learning rate, checkpoints, ``--resume`` …)
-and runs unchanged under ``accelerate launch`` on GPUs.
+and runs unchanged under ``accelerate launch`` on GPUs. Errors print on one line, with the flags that fix them.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import Annotated, Any
 
 import typer
 
+from ..commandline import fail
 from ..errors import InstructEditError, InvalidRequestError
 
 app = typer.Typer(
@@ -56,29 +57,27 @@ def _training_options(
     """Template whose parameters every training command gains (see :func:`_command`)."""
 
 
+# Settings (and TrainingConfig) fields that errors name (``InstructEditError.field``), spelled as this CLI's options.
+_ALIASES = {
+    "data_dir": "data",
+    "eval_data_dir": "eval_data",
+    "train_batch_size": "batch_size",
+    "dataloader_num_workers": "num_workers",
+    "progress_bar": "progress",
+    "block_out_channels": "channels",
+    "norm_num_groups": "norm_groups",
+}
+
+
 def _make_config(output_dir: Path, options: dict[str, Any]):
+    """The TrainingConfig of the shared training options (after applying ``--num-threads``)."""
     from .loop import TrainingConfig
 
-    return TrainingConfig(
-        output_dir=output_dir,
-        max_train_steps=options["max_train_steps"],
-        train_batch_size=options["batch_size"],
-        learning_rate=options["learning_rate"],
-        lr_scheduler=options["lr_scheduler"],
-        lr_warmup_steps=options["lr_warmup_steps"],
-        gradient_accumulation_steps=options["gradient_accumulation_steps"],
-        max_grad_norm=options["max_grad_norm"],
-        adam_weight_decay=options["adam_weight_decay"],
-        seed=options["seed"],
-        checkpointing_steps=options["checkpointing_steps"],
-        checkpoints_total_limit=options["checkpoints_total_limit"] or None,
-        resume=options["resume"],
-        mixed_precision=options["mixed_precision"],
-        use_ema=options["use_ema"],
-        ema_decay=options["ema_decay"],
-        dataloader_num_workers=options["num_workers"],
-        progress_bar=options["progress"],
-    )
+    _set_threads(options["num_threads"])
+    field_of = {option: field for field, option in _ALIASES.items()}  # batch_size -> train_batch_size, ...
+    fields = {field_of.get(name, name): value for name, value in options.items() if name != "num_threads"}
+    fields["checkpoints_total_limit"] = fields["checkpoints_total_limit"] or None  # 0 keeps all
+    return TrainingConfig(output_dir=output_dir, **fields)
 
 
 def _resolved_parameters(fn: Callable[..., Any]) -> list[inspect.Parameter]:
@@ -87,26 +86,33 @@ def _resolved_parameters(fn: Callable[..., Any]) -> list[inspect.Parameter]:
     return [p.replace(annotation=hints.get(name, p.annotation)) for name, p in inspect.signature(fn).parameters.items()]
 
 
-_COMMON = {p.name: p for p in _resolved_parameters(_training_options)}
+def _command(*templates: Callable[..., Any]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator of a command: it gains the options of each template function (``_training_options``, ...) and
+    receives them as one dict per template, in the parameter named like the template without ``_`` and
+    ``_options`` (``training``, ``diffusion``). Instructedit errors become a one-line message with the flags that
+    fix them, and exit status 2."""
+    groups = {t.__name__.strip("_").removesuffix("_options"): _resolved_parameters(t) for t in templates}
 
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        own = [p for p in _resolved_parameters(fn) if p.name not in groups]
+        context = inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)
 
-def _command(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Give ``fn`` the shared training options; it receives them as ``config`` (a TrainingConfig built with its
-    ``output_dir``). Instructedit errors become a one-line message and exit status 2."""
-    own = inspect.signature(fn)
-    params = [p for p in _resolved_parameters(fn) if p.name != "config"]
+        @functools.wraps(fn)
+        def wrapper(ctx: typer.Context, **kwargs: Any) -> Any:
+            for group, params in groups.items():
+                kwargs[group] = {p.name: kwargs.pop(p.name) for p in params}
+            try:
+                return fn(**kwargs)
+            except InstructEditError as exc:
+                raise fail(exc, ctx, _ALIASES) from None
 
-    @functools.wraps(fn)
-    @_errors_to_exit
-    def wrapper(**kwargs: Any) -> Any:
-        options = {name: kwargs.pop(name) for name in _COMMON}
-        _set_threads(options["num_threads"])
-        return fn(config=_make_config(kwargs["output_dir"], options), **kwargs)
+        shared = [p for params in groups.values() for p in params]
+        wrapper.__signature__ = inspect.Signature([context, *own, *shared])
+        wrapper.__annotations__ = {p.name: p.annotation for p in wrapper.__signature__.parameters.values()}
+        del wrapper.__wrapped__  # typer must read the new signature, not the wrapped function's
+        return wrapper
 
-    wrapper.__signature__ = own.replace(parameters=params + list(_COMMON.values()))
-    wrapper.__annotations__ = {p.name: p.annotation for p in wrapper.__signature__.parameters.values()}
-    del wrapper.__wrapped__  # typer must read the new signature, not the wrapped function's
-    return wrapper
+    return decorate
 
 
 def _set_threads(num_threads: int | None) -> None:
@@ -118,29 +124,15 @@ def _set_threads(num_threads: int | None) -> None:
         torch.set_num_threads(num_threads)
 
 
-def _errors_to_exit(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Instructedit errors become a one-line message and exit status 2."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except InstructEditError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2) from None
-
-    return wrapper
-
-
-def _channels(text: str) -> tuple[int, ...]:
+def _channels(text: str, field: str = "channels") -> tuple[int, ...]:
     try:
         values = tuple(int(v) for v in text.split(","))
     except ValueError:
         raise InvalidRequestError(
-            f"channels must be comma-separated integers such as 64,128,128, got '{text}'."
+            f"channels must be comma-separated integers such as 64,128,128, got '{text}'.", field=field
         ) from None
     if not values or any(v < 1 for v in values):
-        raise InvalidRequestError(f"channels must be positive integers, got '{text}'.")
+        raise InvalidRequestError(f"channels must be positive integers, got '{text}'.", field=field)
     return values
 
 
@@ -148,26 +140,28 @@ DataOpt = Annotated[Path, typer.Option("--data", help="Folder with metadata.json
 OutOpt = Annotated[Path, typer.Option("--output-dir", help="Run folder: checkpoints/, loss_log.jsonl, the model.")]
 ResOpt = Annotated[int, typer.Option(help="Image size; every image must have it unless --resize.")]
 ResizeOpt = Annotated[bool, typer.Option(help="Resize and centre-crop images to --resolution.")]
-CacheTextOpt = Annotated[bool, typer.Option(help="Encode every distinct prompt once (frozen text encoder only).")]
 SaveDtypeOpt = Annotated[str, typer.Option(help="dtype of the saved weights: fp32, fp16 or bf16.")]
-PredictionOpt = Annotated[str | None, typer.Option(help="epsilon or v_prediction.")]
-SnrOpt = Annotated[float | None, typer.Option(help="Min-SNR weighting gamma (e.g. 5).")]
-CacheLatentsOpt = Annotated[bool, typer.Option(help="Encode every image once before training.")]
 
 
-def _diffusion_common(data: Path, resolution: int, resize: bool, pretrained_model: str | None, **options: Any
-                      ) -> dict[str, Any]:
-    """Settings shared by the text-to-image and InstructPix2Pix commands."""
-    return {"data_dir": data, "resolution": resolution, "resize": resize, "pretrained_model": pretrained_model,
-            **options}
+def _diffusion_options(
+    resolution: ResOpt = 64,
+    resize: ResizeOpt = False,
+    prediction_type: Annotated[str | None, typer.Option(help="epsilon or v_prediction.")] = None,
+    snr_gamma: Annotated[float | None, typer.Option(help="Min-SNR weighting gamma (e.g. 5).")] = None,
+    cache_latents: Annotated[bool, typer.Option(help="Encode every image once before training.")] = False,
+    cache_text: Annotated[
+        bool, typer.Option(help="Encode every distinct prompt once (frozen text encoder only).")
+    ] = False,
+    save_dtype: SaveDtypeOpt = "fp32",
+):
+    """Template of the options the text-to-image and InstructPix2Pix commands share (DiffusionSettings fields)."""
 
 
 @app.command("vae")
-@_command
+@_command(_training_options)
 def vae_command(
     data: DataOpt,
     output_dir: OutOpt,
-    config: Any = None,
     resolution: ResOpt = 64,
     resize: ResizeOpt = False,
     image_column: Annotated[str, typer.Option(help="JSON key of the image path.")] = "file_name",
@@ -185,11 +179,13 @@ def vae_command(
     ] = None,
     eval_data: Annotated[Path | None, typer.Option(help="Held-out folder for the final PSNR.")] = None,
     save_dtype: SaveDtypeOpt = "fp32",
+    training: Any = None,
 ) -> None:
     """Train an AutoencoderKL; writes OUT/vae (with the measured latent scaling factor) and OUT/vae_metrics.json."""
     from .loop import train
     from .vae_trainer import VAESettings, VAETask
 
+    config = _make_config(output_dir, training)
     settings = VAESettings(
         data_dir=data,
         resolution=resolution,
@@ -210,11 +206,10 @@ def vae_command(
 
 
 @app.command("text2image")
-@_command
+@_command(_diffusion_options, _training_options)
 def text2image_command(
     data: DataOpt,
     output_dir: OutOpt,
-    config: Any = None,
     pretrained_model: Annotated[
         str | None, typer.Option(help="Fine-tune this diffusers pipeline (hub id or folder) instead of building one.")
     ] = None,
@@ -230,27 +225,21 @@ def text2image_command(
     ] = None,
     max_text_length: Annotated[int, typer.Option(help="Tokens per prompt (padded length).")] = 48,
     unet_channels: Annotated[str, typer.Option(help="block_out_channels of a new UNet.")] = "64,128,128",
-    resolution: ResOpt = 64,
-    resize: ResizeOpt = False,
     image_column: Annotated[str, typer.Option(help="JSON key of the image path.")] = "file_name",
     caption_column: Annotated[str, typer.Option(help="JSON key of the caption.")] = "text",
     caption_dropout: Annotated[float, typer.Option(help="Probability of training on the empty prompt.")] = 0.1,
-    prediction_type: PredictionOpt = None,
-    snr_gamma: SnrOpt = None,
-    cache_latents: CacheLatentsOpt = False,
-    cache_text: CacheTextOpt = False,
-    save_dtype: SaveDtypeOpt = "fp32",
+    diffusion: Any = None,
+    training: Any = None,
 ) -> None:
     """Train a caption-conditioned UNet; writes OUT/pipeline (StableDiffusionPipeline layout)."""
-    from .diffusion_task import Text2ImageSettings, Text2ImageTask
-    from .loop import train
-
-    settings = Text2ImageSettings(
-        **_diffusion_common(
-            data, resolution, resize, pretrained_model, prediction_type=prediction_type, snr_gamma=snr_gamma,
-            train_text_encoder=train_text_encoder, cache_latents=cache_latents, cache_text=cache_text,
-            save_dtype=save_dtype,
-        ),
+    _train_diffusion(
+        "text2image",
+        output_dir,
+        training,
+        diffusion,
+        data_dir=data,
+        pretrained_model=pretrained_model,
+        train_text_encoder=train_text_encoder,
         image_column=image_column,
         caption_column=caption_column,
         caption_dropout=caption_dropout,
@@ -258,55 +247,60 @@ def text2image_command(
         text_encoder=text_encoder,
         text_corpus=text_corpus,
         max_text_length=max_text_length,
-        unet_channels=_channels(unet_channels),
+        unet_channels=_channels(unet_channels, "unet_channels"),
     )
-    _report(train(Text2ImageTask(settings), config))
 
 
 @app.command("ip2p")
-@_command
+@_command(_diffusion_options, _training_options)
 def ip2p_command(
     data: DataOpt,
     output_dir: OutOpt,
     pretrained_model: Annotated[
         str, typer.Option(help="Text-to-image (or InstructPix2Pix) pipeline to start from: hub id or folder.")
     ],
-    config: Any = None,
     train_text_encoder: Annotated[bool, typer.Option(help="Train the text encoder too.")] = False,
-    resolution: ResOpt = 64,
-    resize: ResizeOpt = False,
     input_image_column: Annotated[str, typer.Option(help="JSON key of the input image.")] = "input_image",
     edit_prompt_column: Annotated[str, typer.Option(help="JSON key of the instruction.")] = "edit_prompt",
     edited_image_column: Annotated[str, typer.Option(help="JSON key of the edited image.")] = "edited_image",
     conditioning_dropout: Annotated[
         float, typer.Option(help="p: drop text, image and both, each with probability p (paper: 0.05).")
     ] = 0.05,
-    prediction_type: PredictionOpt = None,
-    snr_gamma: SnrOpt = None,
-    cache_latents: CacheLatentsOpt = False,
-    cache_text: CacheTextOpt = False,
-    save_dtype: SaveDtypeOpt = "fp32",
+    diffusion: Any = None,
+    training: Any = None,
 ) -> None:
     """Train an InstructPix2Pix UNet; writes OUT/pipeline (StableDiffusionInstructPix2PixPipeline layout)."""
-    from .diffusion_task import InstructPix2PixSettings, InstructPix2PixTask
-    from .loop import train
-
-    settings = InstructPix2PixSettings(
-        **_diffusion_common(
-            data, resolution, resize, pretrained_model, prediction_type=prediction_type, snr_gamma=snr_gamma,
-            train_text_encoder=train_text_encoder, cache_latents=cache_latents, cache_text=cache_text,
-            save_dtype=save_dtype,
-        ),
+    _train_diffusion(
+        "ip2p",
+        output_dir,
+        training,
+        diffusion,
+        data_dir=data,
+        pretrained_model=pretrained_model,
+        train_text_encoder=train_text_encoder,
         input_image_column=input_image_column,
         edit_prompt_column=edit_prompt_column,
         edited_image_column=edited_image_column,
         conditioning_dropout=conditioning_dropout,
     )
-    _report(train(InstructPix2PixTask(settings), config))
+
+
+def _train_diffusion(kind: str, output_dir: Path, training: dict, diffusion: dict, **fields: Any) -> None:
+    """Train the ``kind`` ("text2image" or "ip2p") task with settings made of the shared diffusion options and the
+    command's own ``fields``, and report the result."""
+    from .diffusion_task import InstructPix2PixSettings, InstructPix2PixTask, Text2ImageSettings, Text2ImageTask
+    from .loop import train
+
+    settings_class, task_class = {
+        "text2image": (Text2ImageSettings, Text2ImageTask),
+        "ip2p": (InstructPix2PixSettings, InstructPix2PixTask),
+    }[kind]
+    config = _make_config(output_dir, training)
+    _report(train(task_class(settings_class(**fields, **diffusion)), config))
 
 
 @app.command("all")
-@_errors_to_exit
+@_command()
 def all_command(
     output_dir: OutOpt,
     train_samples: Annotated[int | None, typer.Option(help="Training split size of the generated domain.")] = None,
@@ -337,7 +331,7 @@ def all_command(
     chosen = tuple(s.strip() for s in stages.split(",") if s.strip())
     unknown = sorted(set(chosen) - {"vae", "text2image", "ip2p"})
     if unknown:
-        raise InvalidRequestError(f"unknown stage(s) {unknown}: choose from vae, text2image, ip2p.")
+        raise InvalidRequestError(f"unknown stage(s) {unknown}: choose from vae, text2image, ip2p.", field="stages")
     given = {
         "train_samples": train_samples,
         "vae_steps": vae_steps,
@@ -346,7 +340,7 @@ def all_command(
         "ip2p_steps": ip2p_steps,
         "batch_size": batch_size,
         "text_encoder": text_encoder,
-        "unet_channels": _channels(unet_channels) if unet_channels else None,
+        "unet_channels": _channels(unet_channels, "unet_channels") if unet_channels else None,
         "save_dtype": save_dtype,
         "seed": seed,
         "checkpointing_steps": checkpointing_steps,
@@ -362,7 +356,7 @@ def all_command(
 
 
 @app.command("export")
-@_errors_to_exit
+@_command()
 def export_command(
     pipeline: Annotated[Path, typer.Option(help="Trained pipeline folder (e.g. OUT/ip2p/pipeline).")],
     output: Annotated[Path, typer.Option(help="Folder to write the compact copy to.")],
@@ -380,7 +374,7 @@ def export_command(
 
 
 @app.command("probe-text-encoders")
-@_errors_to_exit
+@_command()
 def probe_command(
     encoders: Annotated[str, typer.Option(help="Comma-separated: 'new', 'minilm', hub ids or folders.")] = "new,minilm",
     train_samples: Annotated[int, typer.Option(help="Training instructions.")] = 2000,

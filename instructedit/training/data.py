@@ -13,7 +13,7 @@ and raised as one :class:`~instructedit.errors.DatasetError` naming the file, th
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +22,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
+from ..engine.latents import image_to_tensor
 from ..errors import DatasetError
 
 METADATA_FILE = "metadata.jsonl"
@@ -108,19 +109,21 @@ def check_image_file(root: Path, rel: str, resolution: int | None, where: str) -
     if resolution is not None and size != (resolution, resolution):
         raise DatasetError(
             f"{where}: '{rel}' is {size[0]}x{size[1]} but training runs at {resolution}x{resolution}: resize the "
-            "images, pass the matching resolution, or allow resizing (--resize)."
+            "images, pass the matching resolution, or allow resizing (resize=True).",
+            field="resize",
+            suggest={"resize": True},
         )
     return path
 
 
 def load_image(path: Path, resolution: int | None, resize: bool) -> torch.Tensor:
-    """Load an RGB image as a float tensor (3, H, W) in [-1, 1], resized and centre-cropped when ``resize``."""
+    """Load an RGB image as a float tensor (3, H, W) in [-1, 1] (the editor's VAE input,
+    :func:`instructedit.engine.latents.image_to_tensor`), resized and centre-cropped when ``resize``."""
     with Image.open(path) as img:
         img = img.convert("RGB")
         if resize and resolution is not None and img.size != (resolution, resolution):
             img = _resize_center_crop(img, resolution)
-        array = np.asarray(img, dtype=np.float32)
-    return torch.from_numpy(array).permute(2, 0, 1) / 127.5 - 1.0
+        return image_to_tensor(img)[0]
 
 
 def load_mask(path: Path, resolution: int | None, resize: bool) -> torch.Tensor:
@@ -143,7 +146,31 @@ def _resize_center_crop(
     return img.crop((left, top, left + resolution, top + resolution))
 
 
-class ImageCaptionDataset(Dataset):
+class _MetadataDataset(Dataset):
+    """What both datasets share: the folder, the image size checks and loading, the metadata rows."""
+
+    def __init__(self, root: str | Path, resolution: int | None, columns: object, resize: bool) -> None:
+        self.root = Path(root)
+        self.resolution = resolution
+        self.resize = resize
+        self.columns = columns
+
+    def _rows(
+        self, required: Sequence[str], optional: Sequence[str] = (), text_keys: Sequence[str] = ()
+    ) -> Iterator[tuple[dict[str, str], str]]:
+        """Each metadata row (see :func:`read_metadata`) with its location for error messages."""
+        for row in read_metadata(self.root, required, optional, text_keys):
+            yield row, f"{self.root / METADATA_FILE}, line {row['_line']}"
+
+    def _image_file(self, rel: str, where: str) -> Path:
+        """The checked path of the image ``rel`` (its size too, unless images are resized)."""
+        return check_image_file(self.root, rel, None if self.resize else self.resolution, where)
+
+    def _pixels(self, path: Path) -> torch.Tensor:
+        return load_image(path, self.resolution, self.resize)
+
+
+class ImageCaptionDataset(_MetadataDataset):
     """Image–caption pairs from ``root/metadata.jsonl``; items are ``{"pixel_values": (3,H,W) in [-1,1], "text"}``.
 
     ``resolution``: every image must be this size (checked when opening) unless ``resize`` is set, in which case
@@ -158,18 +185,12 @@ class ImageCaptionDataset(Dataset):
         columns: ImageCaptionColumns = ImageCaptionColumns(),
         resize: bool = False,
     ) -> None:
-        self.root = Path(root)
-        self.resolution = resolution
-        self.resize = resize
-        self.columns = columns
+        super().__init__(root, resolution, columns, resize)
         text_keys = [columns.caption] if columns.caption is not None else []
-        rows = read_metadata(self.root, [columns.image, *text_keys], text_keys=text_keys)
-        check_size = None if resize else resolution
         self.paths: list[Path] = []
         self.captions: list[str] = []
-        for row in rows:
-            where = f"{self.root / METADATA_FILE}, line {row['_line']}"
-            self.paths.append(check_image_file(self.root, row[columns.image], check_size, where))
+        for row, where in self._rows([columns.image, *text_keys], text_keys=text_keys):
+            self.paths.append(self._image_file(row[columns.image], where))
             self.captions.append(row[columns.caption] if columns.caption is not None else "")
 
     def __len__(self) -> int:
@@ -181,14 +202,10 @@ class ImageCaptionDataset(Dataset):
         return self.captions
 
     def __getitem__(self, index: int) -> dict:
-        return {
-            "pixel_values": load_image(self.paths[index], self.resolution, self.resize),
-            "text": self.captions[index],
-            "index": index,
-        }
+        return {"pixel_values": self._pixels(self.paths[index]), "text": self.captions[index], "index": index}
 
 
-class EditTripletDataset(Dataset):
+class EditTripletDataset(_MetadataDataset):
     """(input image, edit instruction, edited image[, mask]) triplets from ``root/metadata.jsonl``.
 
     Items are ``{"original_pixel_values", "edited_pixel_values": (3,H,W) in [-1,1], "text": instruction}``
@@ -202,27 +219,17 @@ class EditTripletDataset(Dataset):
         columns: EditTripletColumns = EditTripletColumns(),
         resize: bool = False,
     ) -> None:
-        self.root = Path(root)
-        self.resolution = resolution
-        self.resize = resize
-        self.columns = columns
-        rows = read_metadata(
-            self.root,
-            [columns.input_image, columns.edit_prompt, columns.edited_image],
-            optional=[columns.mask],
-            text_keys=[columns.edit_prompt],
-        )
-        check_size = None if resize else resolution
+        super().__init__(root, resolution, columns, resize)
         self.inputs: list[Path] = []
         self.edited: list[Path] = []
         self.masks: list[Path | None] = []
         self.instructions: list[str] = []
-        for row in rows:
-            where = f"{self.root / METADATA_FILE}, line {row['_line']}"
-            self.inputs.append(check_image_file(self.root, row[columns.input_image], check_size, where))
-            self.edited.append(check_image_file(self.root, row[columns.edited_image], check_size, where))
+        required = [columns.input_image, columns.edit_prompt, columns.edited_image]
+        for row, where in self._rows(required, optional=[columns.mask], text_keys=[columns.edit_prompt]):
+            self.inputs.append(self._image_file(row[columns.input_image], where))
+            self.edited.append(self._image_file(row[columns.edited_image], where))
             mask = row.get(columns.mask)
-            self.masks.append(None if mask is None else check_image_file(self.root, mask, check_size, where))
+            self.masks.append(None if mask is None else self._image_file(mask, where))
             self.instructions.append(row[columns.edit_prompt])
 
     def __len__(self) -> int:
@@ -235,8 +242,8 @@ class EditTripletDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         item = {
-            "original_pixel_values": load_image(self.inputs[index], self.resolution, self.resize),
-            "edited_pixel_values": load_image(self.edited[index], self.resolution, self.resize),
+            "original_pixel_values": self._pixels(self.inputs[index]),
+            "edited_pixel_values": self._pixels(self.edited[index]),
             "text": self.instructions[index],
             "index": index,
         }

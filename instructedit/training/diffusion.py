@@ -40,7 +40,8 @@ def check_prediction_type(prediction_type: str) -> str:
     """Return ``prediction_type`` if supported, else raise InvalidRequestError."""
     if prediction_type not in PREDICTION_TYPES:
         raise InvalidRequestError(
-            f"prediction type '{prediction_type}' is not supported: use one of {', '.join(PREDICTION_TYPES)}."
+            f"prediction type '{prediction_type}' is not supported: use one of {', '.join(PREDICTION_TYPES)}.",
+            field="prediction_type",
         )
     return prediction_type
 

@@ -18,6 +18,7 @@ from accelerate import Accelerator
 from diffusers import DDPMScheduler
 from torch.utils.data import Dataset
 
+from ..engine.components import Components
 from ..errors import InvalidRequestError
 from .data import EditTripletColumns, EditTripletDataset, ImageCaptionColumns, ImageCaptionDataset, PromptView
 from .diffusion import (
@@ -32,7 +33,7 @@ from .diffusion import (
 from .latents import LatentCache, encode_parameters, posterior_mode, posterior_sample
 from .loop import TrainingTask
 from .models import expand_unet_for_ip2p, small_unet, vae_downsample_factor
-from .pipelines import DiffusionComponents, load_components, save_pipeline
+from .pipelines import load_trainable_components, save_pipeline
 from .text_encoder import (
     TextEmbeddingCache,
     build_clip_text_encoder,
@@ -95,7 +96,7 @@ class LatentDiffusionTask(TrainingTask):
     pixel_keys: tuple[str, ...] = ()
     pipeline_kind = "text2image"
 
-    def __init__(self, settings: DiffusionSettings, components: DiffusionComponents, dataset: Dataset) -> None:
+    def __init__(self, settings: DiffusionSettings, components: Components, dataset: Dataset) -> None:
         self.settings = settings
         self.components = components
         self._dataset = dataset
@@ -121,7 +122,8 @@ class LatentDiffusionTask(TrainingTask):
         factor = vae_downsample_factor(self.components.vae)
         if self.settings.resolution % factor:
             raise InvalidRequestError(
-                f"resolution {self.settings.resolution} is not a multiple of the VAE's downsampling factor {factor}."
+                f"resolution {self.settings.resolution} is not a multiple of the VAE's downsampling factor {factor}.",
+                field="resolution",
             )
 
     def dataset(self) -> Dataset:
@@ -175,6 +177,15 @@ class LatentDiffusionTask(TrainingTask):
             prediction = modules["unet"](model_input, timesteps, text).sample
         return diffusion_loss(prediction, target, timesteps, self.noise_scheduler, self.settings.snr_gamma)
 
+    def noised_latents(
+        self, batch: dict, key: str, generator: torch.Generator, device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(noisy latents, timesteps, regression target) for the images ``batch[key]``: scaled posterior samples,
+        noised at random timesteps (the generator draws the posterior sample first, then noise and timesteps)."""
+        scale = self.components.vae.config.scaling_factor
+        latents = posterior_sample(self.posterior_parameters(batch, key, device), generator) * scale
+        return noisy_latents_and_target(latents, self.noise_scheduler, generator)
+
     def save_final(self, modules: dict[str, torch.nn.Module], output_dir: Path) -> Path:
         self.components.unet = modules["unet"]
         if "text_encoder" in modules:
@@ -196,7 +207,8 @@ class Text2ImageTask(LatentDiffusionTask):
 
     def __init__(self, settings: Text2ImageSettings) -> None:
         if not 0 <= settings.caption_dropout < 1:
-            raise InvalidRequestError(f"caption dropout must be in [0, 1), got {settings.caption_dropout}.")
+            raise InvalidRequestError(f"caption dropout must be in [0, 1), got {settings.caption_dropout}.",
+                                      field="caption_dropout")
         dataset = ImageCaptionDataset(
             settings.data_dir,
             settings.resolution,
@@ -204,7 +216,7 @@ class Text2ImageTask(LatentDiffusionTask):
             resize=settings.resize,
         )
         if settings.pretrained_model:
-            components = load_components(settings.pretrained_model)
+            components = load_trainable_components(settings.pretrained_model)
             if settings.vae:
                 components.vae = load_vae(settings.vae)
         else:
@@ -217,12 +229,9 @@ class Text2ImageTask(LatentDiffusionTask):
         self, modules: dict[str, torch.nn.Module], batch: dict, generator: torch.Generator, accelerator: Accelerator
     ) -> torch.Tensor:
         device = accelerator.device
-        scale = self.components.vae.config.scaling_factor
-        latents = posterior_sample(self.posterior_parameters(batch, "pixel_values", device), generator) * scale
-        noisy, timesteps, target = noisy_latents_and_target(latents, self.noise_scheduler, generator)
+        noisy, timesteps, target = self.noised_latents(batch, "pixel_values", generator, device)
         drop = caption_dropout_mask(len(batch["text"]), self.settings.caption_dropout, generator)
-        prompts = ["" if d else t for t, d in zip(batch["text"], drop.tolist(), strict=True)]
-        text = self.encode_text(modules, prompts, device)
+        text = self.encode_text(modules, dropped_prompts(batch["text"], drop), device)
         return self.unet_loss(modules, noisy, target, timesteps, text, accelerator)
 
 
@@ -236,14 +245,16 @@ class InstructPix2PixTask(LatentDiffusionTask):
     def __init__(self, settings: InstructPix2PixSettings) -> None:
         if not settings.pretrained_model:
             raise InvalidRequestError(
-                "InstructPix2Pix training starts from a pretrained pipeline: pass a text-to-image pipeline folder "
-                "(e.g. the output of `instructedit train text2image`) or a hub id such as "
-                "stable-diffusion-v1-5/stable-diffusion-v1-5."
+                "InstructPix2Pix training starts from a pretrained pipeline: pass pretrained_model, a text-to-image "
+                "pipeline folder (e.g. the output of `instructedit train text2image`) or a hub id such as "
+                "stable-diffusion-v1-5/stable-diffusion-v1-5.",
+                field="pretrained_model",
             )
         if not 0 <= settings.conditioning_dropout <= 1 / 3:
             raise InvalidRequestError(
                 "conditioning dropout must be in [0, 1/3] (it is applied three ways), got "
-                f"{settings.conditioning_dropout}."
+                f"{settings.conditioning_dropout}.",
+                field="conditioning_dropout",
             )
         dataset = EditTripletDataset(
             settings.data_dir,
@@ -255,7 +266,7 @@ class InstructPix2PixTask(LatentDiffusionTask):
             ),
             resize=settings.resize,
         )
-        components = load_components(settings.pretrained_model)
+        components = load_trainable_components(settings.pretrained_model)
         expand_unet_for_ip2p(components.unet)
         if settings.train_text_encoder is None:
             settings.train_text_encoder = False
@@ -265,24 +276,27 @@ class InstructPix2PixTask(LatentDiffusionTask):
         self, modules: dict[str, torch.nn.Module], batch: dict, generator: torch.Generator, accelerator: Accelerator
     ) -> torch.Tensor:
         device = accelerator.device
-        scale = self.components.vae.config.scaling_factor
-        latents = posterior_sample(self.posterior_parameters(batch, "edited_pixel_values", device), generator) * scale
-        noisy, timesteps, target = noisy_latents_and_target(latents, self.noise_scheduler, generator)
+        noisy, timesteps, target = self.noised_latents(batch, "edited_pixel_values", generator, device)
         image_latents = posterior_mode(self.posterior_parameters(batch, "original_pixel_values", device))
         drop_text, drop_image = ip2p_dropout_masks(len(batch["text"]), self.settings.conditioning_dropout, generator)
-        prompts = ["" if d else t for t, d in zip(batch["text"], drop_text.tolist(), strict=True)]
         keep_image = (~drop_image).to(device, image_latents.dtype).reshape(-1, 1, 1, 1)
         model_input = torch.cat([noisy, image_latents * keep_image], dim=1)
-        text = self.encode_text(modules, prompts, device)
+        text = self.encode_text(modules, dropped_prompts(batch["text"], drop_text), device)
         return self.unet_loss(modules, model_input, target, timesteps, text, accelerator)
 
 
-def build_text2image_components(settings: Text2ImageSettings, captions: list[str]) -> DiffusionComponents:
+def dropped_prompts(texts: list[str], drop: torch.Tensor) -> list[str]:
+    """``texts`` with the empty (unconditional) prompt where the boolean mask ``drop`` is set."""
+    return ["" if d else t for t, d in zip(texts, drop.tolist(), strict=True)]
+
+
+def build_text2image_components(settings: Text2ImageSettings, captions: list[str]) -> Components:
     """New components around a trained VAE: a text encoder (new small CLIP or pretrained) and a small UNet."""
     if not settings.vae:
         raise InvalidRequestError(
-            "training a text-to-image model from scratch needs a trained VAE: pass --vae (e.g. the output of "
-            "`instructedit train vae`), or start from a pipeline with --pretrained-model."
+            "training a text-to-image model from scratch needs a trained VAE: pass vae (e.g. the output of "
+            "`instructedit train vae`), or start from a pipeline with pretrained_model.",
+            field="vae",
         )
     vae = load_vae(settings.vae)
     if settings.text_encoder == "new":
@@ -306,8 +320,12 @@ def build_text2image_components(settings: Text2ImageSettings, captions: list[str
         block_out_channels=tuple(settings.unet_channels),
         layers_per_block=settings.unet_layers_per_block,
     )
-    return DiffusionComponents(
-        vae, text_encoder, tokenizer, unet, make_noise_scheduler(settings.prediction_type or "epsilon")
+    return Components(
+        unet=unet,
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        scheduler=make_noise_scheduler(settings.prediction_type or "epsilon"),
     )
 
 
@@ -317,7 +335,8 @@ def read_text_corpus(path: Path) -> list[str]:
     if path.is_dir():
         path = path / "metadata.jsonl"
     if not path.is_file():
-        raise InvalidRequestError(f"text corpus '{path}' does not exist: pass a text file or a dataset folder.")
+        raise InvalidRequestError(f"text corpus '{path}' does not exist: pass a text file or a dataset folder.",
+                                  field="text_corpus")
     lines = path.read_text(encoding="utf-8").splitlines()
     if path.suffix != ".jsonl":
         return [line for line in lines if line.strip()]

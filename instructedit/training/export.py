@@ -40,7 +40,8 @@ def export_pipeline(
     out and referenced instead; they must be exactly that package's weights (a frozen encoder), else
     InvalidModelError.
     """
-    pipe = DiffusionPipeline.from_pretrained(str(source), torch_dtype=torch.float32)
+    # in float32 whatever the stored dtype (without the pipeline-level dtype keyword, which diffusers renamed)
+    pipe = DiffusionPipeline.from_pretrained(str(source)).to(torch.float32)
     reference = None
     if external_text_encoder is not None:
         weights = external.package_weights(external_text_encoder)

@@ -58,13 +58,14 @@ class TrainingConfig:
         positive = ("max_train_steps", "train_batch_size", "gradient_accumulation_steps", "checkpointing_steps")
         for name in positive:
             if getattr(self, name) < 1:
-                raise InvalidRequestError(f"{name} must be ≥ 1, got {getattr(self, name)}.")
+                raise InvalidRequestError(f"{name} must be ≥ 1, got {getattr(self, name)}.", field=name)
         if not self.learning_rate > 0:
-            raise InvalidRequestError(f"learning_rate must be > 0, got {self.learning_rate}.")
+            raise InvalidRequestError(f"learning_rate must be > 0, got {self.learning_rate}.", field="learning_rate")
         if self.mixed_precision not in ("no", "fp16", "bf16"):
-            raise InvalidRequestError(f"mixed_precision must be no, fp16 or bf16, got '{self.mixed_precision}'.")
+            raise InvalidRequestError(f"mixed_precision must be no, fp16 or bf16, got '{self.mixed_precision}'.",
+                                      field="mixed_precision")
         if not 0 <= self.ema_decay < 1:
-            raise InvalidRequestError(f"ema_decay must be in [0, 1), got {self.ema_decay}.")
+            raise InvalidRequestError(f"ema_decay must be in [0, 1), got {self.ema_decay}.", field="ema_decay")
 
 
 @dataclass
@@ -264,7 +265,8 @@ def save_from_checkpoint(
     if use_ema:
         ema_file = checkpoint / "custom_checkpoint_0.pkl"
         if not ema_file.is_file():
-            raise InvalidRequestError(f"'{checkpoint}' holds no EMA weights: pass use_ema=False.")
+            raise InvalidRequestError(f"'{checkpoint}' holds no EMA weights: pass use_ema=False.",
+                                      field="use_ema", suggest={"use_ema": False})
         params = [p for m in modules.values() for p in m.parameters() if p.requires_grad]
         ema = EMAModel(params)
         ema.load_state_dict(torch.load(ema_file, map_location="cpu", weights_only=False))

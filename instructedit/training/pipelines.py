@@ -10,65 +10,40 @@ from __future__ import annotations
 
 import copy
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from diffusers import (
-    AutoencoderKL,
-    DiffusionPipeline,
-    SchedulerMixin,
-    StableDiffusionInstructPix2PixPipeline,
-    StableDiffusionPipeline,
-    UNet2DConditionModel,
-)
+from diffusers import StableDiffusionInstructPix2PixPipeline, StableDiffusionPipeline
 
+from ..engine.components import Components, load_components
 from ..errors import InvalidModelError, InvalidRequestError
-from ..hub import load_pretrained
 
 SAVE_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
-@dataclass
-class DiffusionComponents:
-    """The parts of a Stable-Diffusion-style latent diffusion model."""
+def load_trainable_components(name: str) -> Components:
+    """The components of a diffusers pipeline (hub id or local folder) ready to train.
 
-    vae: AutoencoderKL
-    text_encoder: torch.nn.Module
-    tokenizer: object
-    unet: UNet2DConditionModel
-    scheduler: SchedulerMixin
-
-
-def load_components(name: str) -> DiffusionComponents:
-    """Load the components of a diffusers pipeline (hub id or local folder) in float32.
-
+    They are loaded by the editor's loader, :func:`instructedit.engine.components.load_components` (so a folder
+    exported with an external text encoder loads too), in float32 on the CPU — the accelerator places them and
+    mixed precision autocasts — with every parameter trainable again: each task freezes what it does not train.
     Works for Stable Diffusion text-to-image and InstructPix2Pix pipelines; safety checkers are not loaded.
     """
-    pipe = load_pretrained(
-        name,
-        lambda n: DiffusionPipeline.from_pretrained(
-            n, torch_dtype=torch.float32, safety_checker=None, requires_safety_checker=False
-        ),
-        what="pipeline",
-    )
-    missing = [c for c in ("vae", "text_encoder", "tokenizer", "unet", "scheduler") if getattr(pipe, c, None) is None]
-    if missing:
-        raise InvalidModelError(
-            f"pipeline '{name}' ({type(pipe).__name__}) lacks {missing}: pass a Stable Diffusion style pipeline "
-            "(vae, text_encoder, tokenizer, unet, scheduler)."
-        )
-    return DiffusionComponents(pipe.vae, pipe.text_encoder, pipe.tokenizer, pipe.unet, pipe.scheduler)
+    components = load_components(name, device="cpu", dtype="float32")
+    for module in (components.unet, components.vae, components.text_encoder):
+        module.requires_grad_(True)
+    return components
 
 
 def save_pipeline(
-    components: DiffusionComponents, output_dir: str | Path, kind: str = "text2image", save_dtype: str = "fp32"
+    components: Components, output_dir: str | Path, kind: str = "text2image", save_dtype: str = "fp32"
 ) -> Path:
     """Save ``components`` as a ``StableDiffusionPipeline`` (``kind="text2image"``) or
     ``StableDiffusionInstructPix2PixPipeline`` (``kind="ip2p"``) folder with safetensors weights.
 
     ``save_dtype`` ("fp32", "fp16", "bf16") sets the dtype of the stored weights (half precision halves the size;
-    load with ``torch_dtype=torch.float32`` to compute in full precision). The in-memory models are not changed.
+    load with a float32 dtype, as :func:`load_trainable_components` does, to compute in full precision). The
+    in-memory models are not changed.
     """
     classes = {"text2image": StableDiffusionPipeline, "ip2p": StableDiffusionInstructPix2PixPipeline}
     if kind not in classes:
@@ -97,7 +72,8 @@ def save_pipeline(
 def cast_for_saving(module: torch.nn.Module, save_dtype: str) -> torch.nn.Module:
     """``module`` itself for "fp32", else a copy in the requested dtype (the original is left untouched)."""
     if save_dtype not in SAVE_DTYPES:
-        raise InvalidRequestError(f"save dtype '{save_dtype}' is not supported: use one of {sorted(SAVE_DTYPES)}.")
+        raise InvalidRequestError(f"save dtype '{save_dtype}' is not supported: use one of {sorted(SAVE_DTYPES)}.",
+                                  field="save_dtype")
     dtype = SAVE_DTYPES[save_dtype]
     if all(p.dtype == dtype for p in module.parameters()):
         return module

@@ -129,8 +129,9 @@ def run_recipe(
     """
     if vae_from and "vae" not in stages:
         raise InvalidRequestError(
-            f"--vae-from {vae_from} replaces training in the VAE stage, which is not among the stages "
-            f"{','.join(stages)}: add vae to --stages."
+            f"vae_from={vae_from!r} replaces training in the VAE stage, which is not among the stages "
+            f"{','.join(stages)}: add 'vae' to stages.",
+            field="stages",
         )
     data = domain_data(settings)
     out = Path(settings.output_dir)

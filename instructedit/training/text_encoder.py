@@ -141,7 +141,9 @@ def load_text_encoder(
         limit = getattr(model.config, "max_position_embeddings", model_max_length)
         if model_max_length > limit:
             raise InvalidModelError(
-                f"max text length {model_max_length} exceeds the text encoder's {limit} positions: pass ≤ {limit}."
+                f"max text length {model_max_length} exceeds the text encoder's {limit} positions: pass "
+                f"max_text_length ≤ {limit}.",
+                field="max_text_length",
             )
         tokenizer.model_max_length = model_max_length
     return tokenizer, model

@@ -81,7 +81,8 @@ class VAETask(TrainingTask):
     def __init__(self, settings: VAESettings) -> None:
         self.settings = settings
         if settings.crop_size is not None and not 8 <= settings.crop_size <= settings.resolution:
-            raise InvalidRequestError(f"crop size must be in [8, {settings.resolution}], got {settings.crop_size}.")
+            raise InvalidRequestError(f"crop size must be in [8, {settings.resolution}], got {settings.crop_size}.",
+                                      field="crop_size")
         self._dataset = ImageCaptionDataset(
             settings.data_dir,
             settings.resolution,
@@ -101,7 +102,8 @@ class VAETask(TrainingTask):
         factor = vae_downsample_factor(self.vae)
         if settings.resolution % factor or (settings.crop_size or factor) % factor:
             raise InvalidRequestError(
-                f"resolution {settings.resolution} and crop size must be multiples of the VAE's downsampling {factor}."
+                f"resolution {settings.resolution} and crop size must be multiples of the VAE's downsampling {factor}.",
+                field="resolution",
             )
 
     def dataset(self) -> Dataset:

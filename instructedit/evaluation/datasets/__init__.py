@@ -48,7 +48,11 @@ def read_domain(split: str = "test", **options) -> EditDataset:
 
 
 def detect_kind(path: Path) -> str:
-    """Guess a dataset kind from what lies at ``path``."""
+    """Guess a dataset kind from what lies at ``path``.
+
+    A split written by ``instructedit domain generate`` (its ``dataset.json`` names the generator), or a folder
+    of such splits, is ``domain``; it is recognised before MagicBrush, whose index files it also carries.
+    """
     if path.is_file():
         if path.name == "mapping_file.json":
             return "piebench"
@@ -57,6 +61,10 @@ def detect_kind(path: Path) -> str:
         if path.suffix in (".jsonl", ".json"):
             return "manifest"
     elif path.is_dir():
+        from .domain import domain_split_folders
+
+        if domain_split_folders(path):
+            return "domain"
         if (path / "mapping_file.json").is_file():
             return "piebench"
         if (path / "edit_sessions.json").is_file() or any(path.glob("*/edit_sessions.json")):
@@ -72,8 +80,9 @@ def detect_kind(path: Path) -> str:
 def load_dataset(spec: str, *, split: str | None = None, instruction: str | None = None) -> EditDataset:
     """Read the dataset named by ``spec``: ``KIND:PATH``, a recognisable path, or ``domain[:SPLIT]``.
 
-    ``split`` picks MagicBrush's split (default ``test``) or the domain's (default ``test``);
-    ``instruction`` is the fallback instruction of a plain image folder.
+    ``split`` picks MagicBrush's split (default ``test``) or the domain's (default ``test``; for a domain
+    folder holding several splits, the subfolder to read); ``instruction`` is the fallback instruction of a
+    plain image folder.
     """
     kind, _, rest = spec.partition(":")
     if kind not in DATASET_KINDS or (not rest and kind != "domain"):
@@ -88,7 +97,11 @@ def load_dataset(spec: str, *, split: str | None = None, instruction: str | None
                 )
             kind, rest = detect_kind(path), spec
     if kind == "domain":
-        return read_domain(rest or split or "test")
+        if rest:
+            from .domain import read_domain as _read_domain
+
+            return _read_domain(rest, folder_split=split)
+        return read_domain(split or "test")
     path = Path(rest).expanduser()
     if not path.exists():
         raise DatasetError(f"{kind} dataset path '{path}' does not exist.")

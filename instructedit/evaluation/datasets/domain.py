@@ -8,6 +8,7 @@ in ``extra["domain_sample"]`` so the oracle (``edit_applied``, ``preservation``)
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,42 @@ def to_edit_sample(domain_sample: Any, dataset: str) -> EditSample:
     )
 
 
+def is_domain_split(folder: Path) -> bool:
+    """True when ``folder`` is a split written by ``instructedit domain generate``: its ``dataset.json`` names
+    this generator (the folder also carries MagicBrush's index files, so this is checked first)."""
+    from ...domain.dataset import GENERATOR, INFO, MANIFEST
+
+    info = folder / INFO
+    if not (info.is_file() and (folder / MANIFEST).is_file()):
+        return False
+    try:
+        data = json.loads(info.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and data.get("generator") == GENERATOR
+
+
+def domain_split_folders(folder: Path) -> list[Path]:
+    """The generated splits at ``folder``: the folder itself when it is one, else its split subfolders."""
+    if is_domain_split(folder):
+        return [folder]
+    if not folder.is_dir():
+        return []
+    return sorted(child for child in folder.iterdir() if child.is_dir() and is_domain_split(child))
+
+
+def _split_folder(folder: Path, split: str | None) -> Path:
+    """The split folder to read under ``folder``: ``folder`` itself, ``folder/<split>``, ``folder/test``, or
+    the only split folder it holds."""
+    if (folder / "manifest.jsonl").is_file():
+        return folder
+    for name in (split, "test"):
+        if name and (folder / name / "manifest.jsonl").is_file():
+            return folder / name
+    children = domain_split_folders(folder)
+    return children[0] if len(children) == 1 else folder
+
+
 def read_domain(
     split: str | Path = "test",
     *,
@@ -53,9 +90,11 @@ def read_domain(
     seed: int = 0,
     size: int = 64,
     heldout_fraction: float = 0.5,
+    folder_split: str | None = None,
 ) -> EditDataset:
     """The domain's ``split`` ("test", the held-out split, or "train") generated in memory, or the samples of a
-    dataset folder when ``split`` is a path (``<out>/<split>`` or ``<out>`` holding one split folder)."""
+    dataset folder when ``split`` is a path (``<out>/<split>``, or ``<out>`` holding split folders: the one
+    named ``folder_split``, else ``test``, else the only one)."""
     from ...domain.dataset import load_split
     from ...domain.samples import SPLITS, generate_samples
 
@@ -69,8 +108,7 @@ def read_domain(
             raise DatasetError(
                 f"domain dataset '{split}' is neither a split ({', '.join(SPLITS)}) nor an existing folder."
             )
-        if not (folder / "manifest.jsonl").is_file() and (folder / "test" / "manifest.jsonl").is_file():
-            folder = folder / "test"
+        folder = _split_folder(folder, folder_split)
         samples = load_split(folder)
         name = f"domain-{folder.name}"
         root = str(folder)

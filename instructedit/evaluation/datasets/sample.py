@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ...errors import DatasetError, InstructEditError
-from ...io import load_image, load_mask
+from ...inputs import load_image, load_mask
 
 ImageSource = str | Path | bytes | Image.Image | Callable[[], Image.Image]
 
@@ -68,7 +68,7 @@ class ImageRef:
 def binary_mask_from_transparency(image: Image.Image) -> Image.Image:
     """Transparent (alpha < 128) = edit, the DALL-E 2 convention MagicBrush masks use; 0/255 ``L`` image.
 
-    An image without transparency is read the usual way (:func:`instructedit.io.load_mask`: white = edit).
+    An image without transparency is read the usual way (:func:`instructedit.inputs.load_mask`: white = edit).
     """
     if "A" not in image.getbands() and "transparency" not in image.info:
         return load_mask(image)
@@ -136,7 +136,7 @@ class EditSample:
             ) from exc
 
     def source_image(self) -> Image.Image:
-        """The input image, RGB (read by :func:`instructedit.io.load_image`: EXIF applied, alpha on white)."""
+        """The input image, RGB (read by :func:`instructedit.inputs.load_image`: EXIF applied, alpha on white)."""
         return self._read(self.source, "source image", load_image).convert("RGB")
 
     def target_image(self, size: tuple[int, int] | None = None) -> Image.Image | None:
@@ -155,7 +155,7 @@ class EditSample:
     def mask_image(self, size: tuple[int, int] | None = None) -> Image.Image | None:
         """The edit mask as a 0/255 ``L`` image (white = edit), or ``None``; checked against the source size.
 
-        Masks are read with :func:`instructedit.io.load_mask` (white or any bright colour = edit) unless the
+        Masks are read with :func:`instructedit.inputs.load_mask` (white or any bright colour = edit) unless the
         reader set a conversion for its benchmark's convention (MagicBrush: transparent = edit).
         """
         if self.mask is None:

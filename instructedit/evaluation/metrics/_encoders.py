@@ -1,27 +1,31 @@
 """Private helpers shared by the model-based metrics (clip, dino, structure): preprocessing as the references
-do it, device and cache-key resolution, per-sample argument checks, cosine similarity."""
+do it, loading each encoder once per (model, device), per-sample argument checks, cosine similarity."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import torch
 from PIL import Image
 
+from ...engine.components import resolve_device
 from ...errors import InvalidRequestError
 from ...hub import looks_like_local_path
-from ._images import ImageInput, image_to_tensor
+from ._images import ImageInput, as_image_tensor
+
+T = TypeVar("T")
 
 
 def _pil_rgb(image: ImageInput, name: str) -> Image.Image:
     """``image`` (any input ``_images`` accepts) as an RGB uint8 PIL image, the form the references resize."""
     if isinstance(image, Image.Image):
-        image_to_tensor(image, name=name)  # validation only: same errors as every other metric
+        as_image_tensor(image, name=name)  # validation only: same errors as every other metric
         return image if image.mode == "RGB" else image.convert("RGB")
-    pixels = image_to_tensor(image, name=name)[0].permute(1, 2, 0).cpu()
+    pixels = as_image_tensor(image, name=name)[0].permute(1, 2, 0).cpu()
     return Image.fromarray((pixels * 255.0).round().to(torch.uint8).numpy())
 
 
@@ -46,25 +50,36 @@ def _normalised_pixels(images: Sequence[Image.Image], mean: Sequence[float], std
     return (pixels - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
 
 
-def _resolve_device(device: str | torch.device) -> torch.device:
-    """``device`` as a ``torch.device`` that exists here, or a one-line InvalidRequestError."""
+def _device(device: str | torch.device) -> torch.device:
+    """``device`` resolved by the engine (:func:`~instructedit.engine.components.resolve_device`); a device
+    string torch cannot parse becomes a one-line InvalidRequestError."""
     try:
-        resolved = torch.device(device)
+        return resolve_device(device)
     except (RuntimeError, TypeError) as exc:
         raise InvalidRequestError(f"unknown device {device!r}: pass 'cpu', 'cuda', 'cuda:1' or 'mps'.") from exc
-    available = {
-        "cpu": True,
-        "cuda": torch.cuda.is_available(),
-        "mps": getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available(),
-    }.get(resolved.type, True)
-    if not available:
-        raise InvalidRequestError(f"device '{device}' is not available on this machine: pass device='cpu'.")
-    return resolved
 
 
 def _model_key(name: str) -> str:
     """Cache key of a model name: local folders by absolute path, hub ids as given."""
     return str(Path(name).expanduser().resolve()) if looks_like_local_path(name) else name
+
+
+class CachedLoader(Generic[T]):
+    """An encoder loader that builds each (model, device) once: ``loader(name, device)`` -> the cached encoder.
+
+    ``build(key, device)`` receives the model's cache key (a local folder as an absolute path, a hub id as given)
+    and the resolved ``torch.device``; :meth:`clear` forgets everything built so far.
+    """
+
+    def __init__(self, build: Callable[[str, torch.device], T]) -> None:
+        self._build = functools.cache(build)
+
+    def __call__(self, name: str, device: str | torch.device = "cpu") -> T:
+        return self._build(_model_key(name), _device(device))
+
+    def clear(self) -> None:
+        """Forget every cached encoder (frees their memory once nothing else holds them)."""
+        self._build.cache_clear()
 
 
 def _same_length(what: str, **sequences: Sequence[Any]) -> int:

@@ -5,12 +5,15 @@ Conventions, the same for every metric of this package:
 * An **image** is a PIL image (any mode, converted to RGB as ``Image.convert("RGB")`` does), a numpy array
   ``H×W`` or ``H×W×C`` (channels last, what ``np.asarray(pil_image)`` gives), or a torch tensor ``C×H×W`` or
   ``1×C×H×W`` (channels first), with ``C`` 1 or 3. ``uint8`` data is divided by 255; float data must already lie
-  in [0, 1]. One-channel images are repeated to three channels. It becomes a float32 tensor ``1×3×H×W`` in [0, 1].
+  in [0, 1]. One-channel images are repeated to three channels. It becomes a float32 tensor ``1×3×H×W`` in [0, 1]
+  (PIL images through the engine's :func:`~instructedit.engine.latents.image_to_tensor` with range (0, 1)).
 * An **edit mask** marks the edited region: 1 (white) = edited, 0 = kept; values in between act as weights. It is
   a PIL image in mode ``"1"``, ``"L"`` or ``"F"``, a numpy array ``H×W`` (or ``H×W×C`` with equal channels) or a
-  tensor ``H×W``, ``1×H×W`` or ``1×1×H×W``; bool, ``uint8`` (divided by 255), other integers holding 0/1, or
-  float in [0, 1]. Its size must equal the reference image's: it is never resized silently. It becomes a float32
-  tensor ``1×1×H×W``.
+  tensor ``H×W``, ``1×H×W`` or ``1×1×H×W``; bool, other integers holding 0/1, float in [0, 1], or ``uint8`` in
+  either convention: 0/255 (divided by 255; grey levels are weights) or 0/1 (what PIE-Bench's ``mask_decode`` and
+  :func:`~instructedit.evaluation.datasets.decode_pie_mask` return). A ``uint8`` mask whose largest value is 1 is
+  read as 0/1, any other as 0-255. Its size must equal the reference image's: it is never resized silently. It
+  becomes a float32 tensor ``1×1×H×W``.
 * The **unedited region** is the complement ``1 - mask``. Metrics "on the unedited region" follow PIE-Bench
   (cure-lab/PnPInversion ``evaluation/matrics_calculator.py``): both images are multiplied by ``1 - mask`` and
   the metric is computed on the whole masked images. When nothing is left unedited (an all-ones mask) such a
@@ -26,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from ...engine.latents import image_to_tensor
 from ...errors import InvalidImageError, InvalidMaskError
 
 ImageInput: TypeAlias = Image.Image | np.ndarray | torch.Tensor
@@ -40,9 +44,15 @@ def size_text(tensor: torch.Tensor) -> str:
     return f"{tensor.shape[-1]}x{tensor.shape[-2]}"
 
 
-def _scaled(data: torch.Tensor, *, name: str, error: type[ValueError], what: str) -> torch.Tensor:
-    """uint8 → /255, bool → 0/1, other integers must hold 0/1, floats must lie in [0, 1]; returns float32."""
+def _scaled(data: torch.Tensor, *, name: str, error: type[ValueError], what: str, binary_uint8: bool = False
+            ) -> torch.Tensor:  # fmt: skip
+    """uint8 → /255, bool → 0/1, other integers must hold 0/1, floats must lie in [0, 1]; returns float32.
+
+    ``binary_uint8`` (masks): a uint8 tensor whose largest value is 1 holds 0/1 and is not divided.
+    """
     if data.dtype == torch.uint8:
+        if binary_uint8 and data.numel() and int(data.max()) <= 1:
+            return data.to(torch.float32)
         return data.to(torch.float32) / 255.0
     if data.dtype == torch.bool:
         return data.to(torch.float32)
@@ -65,15 +75,18 @@ def _scaled(data: torch.Tensor, *, name: str, error: type[ValueError], what: str
     return data.clamp(0.0, 1.0)
 
 
-def image_to_tensor(image: ImageInput, *, name: str = "image") -> torch.Tensor:
+def as_image_tensor(image: ImageInput, *, name: str = "image") -> torch.Tensor:
     """Convert one image (see the module conventions) to a float32 tensor ``1×3×H×W`` in [0, 1].
 
-    Tensors keep their device. Raises :class:`InvalidImageError` naming ``name`` and the problem.
+    PIL images go through the engine's ``image_to_tensor(image, value_range=(0.0, 1.0))``; numpy arrays and
+    tensors are checked and scaled here. Tensors keep their device. Raises :class:`InvalidImageError` naming
+    ``name`` and the problem.
     """
     if isinstance(image, Image.Image):
-        array = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
-        data = torch.from_numpy(array.copy()).permute(2, 0, 1)
-    elif isinstance(image, np.ndarray):
+        if image.width == 0 or image.height == 0:
+            raise InvalidImageError(f"{name} is empty ({image.width}x{image.height}): pass a non-empty image.")
+        return image_to_tensor(image, value_range=(0.0, 1.0)).contiguous()
+    if isinstance(image, np.ndarray):
         if image.ndim == 2:
             image = image[:, :, None]
         if image.ndim != 3:
@@ -145,14 +158,15 @@ def mask_to_tensor(mask: MaskInput, size: tuple[int, int], *, name: str = "edit_
             f"{name} is {data.shape[1]}x{data.shape[0]} but the reference image is {size[1]}x{size[0]} "
             "(width x height): pass a mask of the reference image's size."
         )
-    return _scaled(data, name=name, error=InvalidMaskError, what="mask values").reshape(1, 1, *size)
+    scaled = _scaled(data, name=name, error=InvalidMaskError, what="mask values", binary_uint8=True)
+    return scaled.reshape(1, 1, *size)
 
 
 def _resized(image: ImageInput, tensor: torch.Tensor, size: tuple[int, int], name: str) -> torch.Tensor:
     """``image`` resized to ``size`` (H, W): PIL bicubic for PIL input, antialiased torch bicubic otherwise."""
     if isinstance(image, Image.Image):
         rgb = image if image.mode == "RGB" else image.convert("RGB")
-        return image_to_tensor(rgb.resize((size[1], size[0]), Image.Resampling.BICUBIC), name=name)
+        return as_image_tensor(rgb.resize((size[1], size[0]), Image.Resampling.BICUBIC), name=name)
     resized = F.interpolate(tensor, size=size, mode="bicubic", align_corners=False, antialias=True)
     return resized.clamp(0.0, 1.0)
 
@@ -170,8 +184,8 @@ def load_pair(
     (``gen_img.resize(gt_img.size)``: bicubic on PIL images; non-PIL inputs use antialiased torch bicubic, close
     to but not bit-identical with PIL). Otherwise different sizes raise :class:`InvalidImageError`.
     """
-    first = image_to_tensor(image, name=names[0])
-    second = image_to_tensor(reference, name=names[1]).to(first.device)
+    first = as_image_tensor(image, name=names[0])
+    second = as_image_tensor(reference, name=names[1]).to(first.device)
     if first.shape != second.shape:
         if not resize:
             raise InvalidImageError(

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
 
 import numpy as np
@@ -42,13 +41,12 @@ from PIL import Image
 from ...errors import InvalidModelError
 from ...hub import load_pretrained
 from ._encoders import (
+    CachedLoader,
     _check_captions,
     _cosine,
-    _model_key,
     _normalised_pixels,
     _pil_rgb,
     _resize_and_center_crop,
-    _resolve_device,
     _same_length,
 )
 from ._images import ImageInput, MaskInput, mask_to_tensor
@@ -123,8 +121,7 @@ class ClipEncoder:
         return torch.nn.functional.normalize(torch.cat(chunks), dim=-1)
 
 
-@cache
-def _load_clip_cached(key: str, device: torch.device) -> ClipEncoder:
+def _build_clip(key: str, device: torch.device) -> ClipEncoder:
     from transformers import AutoConfig, AutoTokenizer, CLIPModel
 
     config = load_pretrained(key, AutoConfig.from_pretrained, what="CLIP model")
@@ -138,6 +135,9 @@ def _load_clip_cached(key: str, device: torch.device) -> ClipEncoder:
     return ClipEncoder(model=model, tokenizer=tokenizer, device=device)
 
 
+_CLIP_LOADER = CachedLoader(_build_clip)
+
+
 def load_clip(name: str = CLIP_I_MODEL, device: str | torch.device = "cpu") -> ClipEncoder:
     """The CLIP model ``name`` (hub id or local folder with model + tokenizer) on ``device``.
 
@@ -145,12 +145,12 @@ def load_clip(name: str = CLIP_I_MODEL, device: str | torch.device = "cpu") -> C
     ModelNotFoundError when the weights cannot be found or downloaded, InvalidModelError when ``name`` is not a
     CLIP model.
     """
-    return _load_clip_cached(_model_key(name), _resolve_device(device))
+    return _CLIP_LOADER(name, device)
 
 
 def clear_clip_cache() -> None:
     """Forget every cached CLIP model (frees their memory once nothing else holds them)."""
-    _load_clip_cached.cache_clear()
+    _CLIP_LOADER.clear()
 
 
 # --- the metrics ------------------------------------------------------------------------------------------

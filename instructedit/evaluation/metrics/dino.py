@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
 
 import torch
@@ -20,15 +19,7 @@ from PIL import Image
 
 from ...errors import InvalidModelError
 from ...hub import load_pretrained
-from ._encoders import (
-    _cosine,
-    _model_key,
-    _normalised_pixels,
-    _pil_rgb,
-    _resize_and_center_crop,
-    _resolve_device,
-    _same_length,
-)
+from ._encoders import CachedLoader, _cosine, _normalised_pixels, _pil_rgb, _resize_and_center_crop, _same_length
 from ._images import ImageInput
 
 DINO_MODEL = "facebook/dino-vits16"
@@ -72,8 +63,7 @@ class DinoEncoder:
         return torch.cat(chunks)
 
 
-@cache
-def _load_dino_cached(key: str, device: torch.device) -> DinoEncoder:
+def _build_dino(key: str, device: torch.device) -> DinoEncoder:
     from transformers import AutoConfig, ViTModel
 
     config = load_pretrained(key, AutoConfig.from_pretrained, what="DINO ViT")
@@ -88,18 +78,21 @@ def _load_dino_cached(key: str, device: torch.device) -> DinoEncoder:
     return DinoEncoder(model=model, device=device)
 
 
+_DINO_LOADER = CachedLoader(_build_dino)
+
+
 def load_dino(name: str = DINO_MODEL, device: str | torch.device = "cpu") -> DinoEncoder:
     """The DINO ViT ``name`` (hub id or local ``ViTModel`` folder) on ``device``, loaded once and cached.
 
     Raises ModelNotFoundError when the weights cannot be found or downloaded, InvalidModelError when ``name`` is
     not a ViT.
     """
-    return _load_dino_cached(_model_key(name), _resolve_device(device))
+    return _DINO_LOADER(name, device)
 
 
 def clear_dino_cache() -> None:
     """Forget every cached DINO ViT."""
-    _load_dino_cached.cache_clear()
+    _DINO_LOADER.clear()
 
 
 def dino_similarity(

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from ...errors import InvalidModelError, InvalidRequestError, ModelNotFoundError, NumericalError
-from ._images import ImageInput, image_to_tensor
+from ._images import ImageInput, as_image_tensor
 
 INCEPTION_SIZE = 299
 FEATURE_DIM = 2048
@@ -113,7 +113,7 @@ class InceptionFeatureExtractor:
     @staticmethod
     def preprocess(image: ImageInput, *, name: str = "image") -> torch.Tensor:
         """One image as the network's ``1×3×299×299`` input: 8-bit quantised, TF-resized, mapped to INPUT_RANGE."""
-        levels = (image_to_tensor(image, name=name) * 255).round()
+        levels = (as_image_tensor(image, name=name) * 255).round()
         if tuple(levels.shape[-2:]) != (INCEPTION_SIZE, INCEPTION_SIZE):
             levels = tf_bilinear_resize(levels, (INCEPTION_SIZE, INCEPTION_SIZE))
         low, high = INPUT_RANGE

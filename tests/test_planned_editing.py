@@ -1,0 +1,148 @@
+"""The editor with plans and grounding: instructions drive caption methods, compound requests become turns,
+grounded edits are confined to the entity, and one record tells the whole chain."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from instructedit import Editor, EditRecord, EditRequest
+from instructedit.errors import InvalidRequestError
+from instructedit.grounding import Grounding
+from instructedit.instructions.captions import local_captions
+from instructedit.instructions.plan import EditPlan
+
+
+class ScriptedPlanner:
+    """A planner that answers from a table (the rule-based planner has its own tests)."""
+
+    name = "scripted"
+
+    def __init__(self, answers: dict[str, list[EditPlan]]) -> None:
+        self.answers, self.calls = answers, []
+
+    def plan(self, instruction: str, *, caption: str | None = None) -> list[EditPlan]:
+        self.calls.append((instruction, caption))
+        return self.answers[instruction]
+
+
+class BoxGrounder:
+    """Grounds every phrase to a fixed box (or to nothing)."""
+
+    name = "box"
+
+    def __init__(self, box: tuple[int, int, int, int] | None, score: float = 0.9) -> None:
+        self.box, self.score, self.phrases = box, score, []
+
+    def ground(self, image: Image.Image, phrase: str) -> Grounding:
+        self.phrases.append(phrase)
+        mask = np.zeros((image.height, image.width), dtype=np.uint8)
+        if self.box is not None:
+            x0, y0, x1, y1 = self.box
+            mask[y0:y1, x0:x1] = 255
+        return Grounding(phrase, Image.fromarray(mask, "L"), self.score if self.box else 0.0, self.name)
+
+
+RECOLOUR = EditPlan("colour", "make the red square blue", entity="the red square", value="blue", old_value="red",
+                    reverse="make the blue square red", text="make the red square blue")
+REMOVE = EditPlan("remove", "remove the red square", entity="the red square", reverse="add a red square",
+                  text="remove the red square")
+
+
+@pytest.fixture()
+def editor():
+    return Editor(device="cpu", planner=ScriptedPlanner({
+        "make the red square blue": [RECOLOUR],
+        "make the red square blue and remove it": [RECOLOUR, REMOVE],
+    }))
+
+
+def _editor_with_grounder(editor: Editor, grounder) -> Editor:
+    editor.add_grounder(grounder, default=True)
+    return editor
+
+
+def test_local_captions_of_each_plan_type():
+    assert local_captions(RECOLOUR) == ("a red square", "a blue square")
+    assert local_captions(REMOVE) == ("a red square", "an empty background")
+    add = EditPlan("add", "add a green star at the top left", value="a green star", location="at the top left")
+    assert local_captions(add) == ("an empty background", "a green star at the top left")
+    with_captions = EditPlan("colour", "make the square blue", entity="the square", value="blue",
+                             source_caption="a red square on white", target_caption="a blue square on white")
+    assert local_captions(with_captions) == ("a red square on white", "a blue square on white")
+
+
+def test_a_caption_method_runs_from_an_instruction_alone(editor, tiny_pipeline_dir, test_image):
+    model = tiny_pipeline_dir("t2i")
+    request = EditRequest(test_image, instruction="make the red square blue", method="sdedit", model=model,
+                          params={"num_inference_steps": 4})
+    result = editor.edit(request)
+    direct = editor.edit(EditRequest(test_image, source="a red square", target="a blue square", method="sdedit",
+                                     model=model, params={"num_inference_steps": 4}))
+    np.testing.assert_array_equal(np.asarray(result.image), np.asarray(direct.image))  # the plan's captions
+    record = result.record
+    assert record.instruction == "make the red square blue" and record.planner == "scripted"
+    assert [t["target"] for t in record.turns] == ["a blue square"] and record.plans == [RECOLOUR.to_dict()]
+    assert EditRecord.from_dict(record.to_dict()) == record
+
+
+def test_instruction_methods_read_the_users_words_unless_asked_to_plan(editor, tiny_pipeline_dir, test_image):
+    model = tiny_pipeline_dir("ip2p")
+    params = {"num_inference_steps": 3}
+    raw = editor.edit(EditRequest(test_image, instruction="make the red square blue", model=model, params=params))
+    assert raw.record.planner is None and editor.planner.calls == []
+    planned = editor.edit(EditRequest(test_image, instruction="make the red square blue", model=model,
+                                      params=params, plan=True))
+    assert planned.record.planner == "scripted" and len(planned.record.turns) == 1
+
+
+def test_a_compound_request_is_one_turn_per_plan_with_one_record(editor, tiny_pipeline_dir, test_image):
+    model = tiny_pipeline_dir("ip2p")
+    params = {"num_inference_steps": 3}
+    chained = editor.edit(EditRequest(test_image, instruction="make the red square blue and remove it", model=model,
+                                      params=params, plan=True, seed=5))
+    first = editor.edit(EditRequest(test_image, instruction=RECOLOUR.instruction, model=model, params=params, seed=5))
+    second = editor.edit(EditRequest(first.image, instruction=REMOVE.instruction, model=model, params=params, seed=5))
+    np.testing.assert_array_equal(np.asarray(chained.image), np.asarray(second.image))
+    record = chained.record
+    assert [t["instruction"] for t in record.turns] == [RECOLOUR.instruction, REMOVE.instruction]
+    assert record.unet_calls == first.record.unet_calls + second.record.unet_calls
+    assert record.instruction == "make the red square blue and remove it"
+
+
+def test_a_grounded_edit_is_confined_to_the_entity(editor, tiny_pipeline_dir, test_image):
+    grounder = BoxGrounder((8, 8, 20, 20))
+    _editor_with_grounder(editor, grounder)
+    model = tiny_pipeline_dir("ip2p")
+    params = {"num_inference_steps": 3}
+    grounded = editor.edit(EditRequest(test_image, instruction="make the red square blue", model=model,
+                                       params=params, ground="auto", ground_options={"dilation": 2}))
+    assert grounder.phrases == ["the red square"]
+    mask = np.asarray(grounded.mask) > 127
+    expected = np.zeros((32, 32), dtype=bool)
+    expected[6:22, 6:22] = True  # the box grown by 2 pixels
+    np.testing.assert_array_equal(mask, expected)
+    turn = grounded.record.turns[0]
+    assert grounded.record.mask_source == "grounded" and turn["grounding"]["backend"] == "box"
+    assert turn["grounding"]["dilation"] == 2
+    # the same edit with that mask given by hand is the same image: grounding only chose the mask
+    by_hand = editor.edit(EditRequest(test_image, instruction=RECOLOUR.instruction, model=model, params=params,
+                                      mask=grounded.mask))
+    np.testing.assert_array_equal(np.asarray(grounded.image), np.asarray(by_hand.image))
+
+
+def test_an_entity_that_is_not_found_is_a_clear_error(editor, tiny_pipeline_dir, test_image):
+    _editor_with_grounder(editor, BoxGrounder(None))
+    with pytest.raises(InvalidRequestError) as excinfo:
+        editor.edit(EditRequest(test_image, instruction="make the red square blue", model=tiny_pipeline_dir("ip2p"),
+                                ground="auto"))
+    message = str(excinfo.value)
+    assert "could not find 'the red square'" in message and "ground='off'" in message
+    assert excinfo.value.field == "ground" and excinfo.value.suggest == {"ground": "off"}
+
+
+def test_grounding_without_planning_is_refused(editor, test_image):
+    with pytest.raises(InvalidRequestError) as excinfo:
+        editor.edit(EditRequest(test_image, instruction="make it blue", plan=False, ground="auto"))
+    assert excinfo.value.field == "ground"
