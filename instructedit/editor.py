@@ -157,6 +157,8 @@ class Editor:
         for plan in plans:
             if method.takes_instruction:
                 texts = {"instruction": plan.instruction, "source": None, "target": None}
+            elif request.target is not None and len(plans) == 1:  # the user's own captions win
+                texts = {"instruction": None, "source": request.source, "target": request.target}
             else:
                 source, target = local_captions(plan)
                 texts = {"instruction": None, "source": source, "target": target}
@@ -190,16 +192,22 @@ class Editor:
     def _ground(self, method: Method, request: EditRequest, image: Image.Image, plan):
         """The dilated mask of ``plan``'s entity, or ``None`` for a whole-image edit; a clear error when the
         entity is not found."""
-        from .grounding import DEFAULT_THRESHOLD, dilate
+        from .grounding import DEFAULT_THRESHOLD, Grounding, dilate
+        from .grounding.regions import location_mask
 
-        phrase = plan.entity or plan.location or ("the background" if plan.type == "background" else None)
-        if not plan.is_local or phrase is None:
+        if not plan.is_local:
             return None
         options = dict(request.ground_options or {})
         dilation = int(options.pop("dilation", DEFAULT_DILATION))
         threshold = float(options.pop("min_score", DEFAULT_THRESHOLD))
-        grounder = self._grounder(method, request, options)
-        found = grounder.ground(image, phrase)
+        phrase = plan.entity or ("the background" if plan.type == "background" else None)
+        if phrase is None:  # an addition: the place it names, else the whole image
+            region = location_mask(plan.location, image.size)
+            if region is None:
+                return None
+            found = Grounding(plan.location, region, 1.0, "location")
+        else:
+            found = self._grounder(method, request, options).ground(image, phrase)
         if not found.found or found.score < threshold:
             raise InvalidRequestError(
                 f"could not find '{phrase}' in the image ({found.backend} score {found.score:.2f} < {threshold}): "

@@ -39,8 +39,9 @@ class EditPlan:
     ``type``: one of :data:`PLAN_TYPES`. ``entity``: the phrase naming what is edited, as the user wrote it
     ("the small red circle on the left"; ``None`` for ``add``, ``background`` and ``style``). ``value``: the
     new value (a colour, an object, a position, a size, a style). ``location``: where, when said ("on the
-    left"). ``old_value``: the value before the edit when known (the old colour, the old background), which
-    makes the edit reversible. ``instruction``: the edit in canonical words ("make the red circle blue"), what
+    left"). ``old_value``: the value before the edit when known (the old colour, size, place or background;
+    for ``remove`` and ``replace``, the object that was there as the caption describes it), which makes the edit
+    reversible. ``instruction``: the edit in canonical words ("make the red circle blue"), what
     an instruction-following editor reads best. ``reverse``: the instruction that undoes it ("remove the dog"
     for "add a dog"), or ``None`` when the old state is unknown. ``source_caption``/``target_caption``: the
     image described before and after, when a source caption is known. ``text``: the user's words this plan came

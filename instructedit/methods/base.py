@@ -123,13 +123,13 @@ class EditContext:
 
     def denoise_outside_kept(
         self, denoiser, scheduler, latents: torch.Tensor, timesteps, *, eta: float, original_at,
-        mask: torch.Tensor | None = None, produced_mask: bool = False,
+        mask: torch.Tensor | None = None, produced_mask: bool = False, start_step: int = 0,
     ) -> MethodOutput:
         """Denoise ``latents`` over ``timesteps``; where ``mask`` (default: the user's) is 0, put back
-        ``original_at(i)`` after every step i (see :class:`KeepOutsideMask`)."""
+        ``original_at(i)`` after every step i from ``start_step`` on (see :class:`KeepOutsideMask`)."""
         if mask is None:
             mask = self.latent_mask(latents.shape[-2:])
-        keep = KeepOutsideMask(mask, original_at) if mask is not None else None
+        keep = KeepOutsideMask(mask, original_at, start_step) if mask is not None else None
         latents = denoise(
             denoiser, scheduler, latents, timesteps,
             generator=self.generator, eta=eta, after_step=keep, progress=self.progress,
@@ -152,10 +152,12 @@ class KeepOutsideMask:
     ``original_at(i)`` gives the original at the noise level the latents have after step ``i``.
     """
 
-    def __init__(self, mask: torch.Tensor, original_at) -> None:
-        self.mask, self.original_at = mask, original_at
+    def __init__(self, mask: torch.Tensor, original_at, start_step: int = 0) -> None:
+        self.mask, self.original_at, self.start_step = mask, original_at, start_step
 
     def __call__(self, i: int, t, latents: torch.Tensor) -> torch.Tensor:
+        if i < self.start_step:
+            return latents
         return blend(latents, self.original_at(i), self.mask)
 
 

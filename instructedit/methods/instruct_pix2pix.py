@@ -2,7 +2,9 @@
 
 Equals diffusers' ``StableDiffusionInstructPix2PixPipeline`` given the same components, scheduler and seed. The
 default sampler is Euler ancestral, as in the paper's ``edit_cli.py`` (k-diffusion) and the released model's
-scheduler config. With a mask, the region outside it is put back (forward-noised) after every step.
+scheduler config. With a mask, the region outside it is put back (forward-noised) after every step, or, as Grounded-InstructPix2Pix
+does (Shagidanov et al. 2024: latents blended outside the grounded mask only once most of the edit is made), after
+the steps past ``mask_blend_start``.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ from .base import scheduler_param as _scheduler
 
 
 class InstructPix2Pix(Method):
-    def run(self, ctx: EditContext, *, num_inference_steps, guidance_scale, image_guidance_scale, eta, scheduler
-            ) -> MethodOutput:
+    def run(self, ctx: EditContext, *, num_inference_steps, guidance_scale, image_guidance_scale, eta, scheduler,
+            mask_blend_start=0.0) -> MethodOutput:
         sched = make_scheduler(ctx.components.scheduler, scheduler)
         sched.set_timesteps(num_inference_steps)
         distribution = encode_distribution(ctx.vae, ctx.image)
@@ -32,6 +34,7 @@ class InstructPix2Pix(Method):
         return ctx.denoise_outside_kept(
             denoiser, sched, noise * sched.init_noise_sigma, sched.timesteps,
             eta=eta, original_at=noised_original(sched, original, noise, sched.timesteps),
+            start_step=round(mask_blend_start * len(sched.timesteps)),
         )
 
 
@@ -44,6 +47,8 @@ METHOD = InstructPix2Pix(
         GUIDANCE,
         Param("image_guidance_scale", 1.5, "guidance towards the input image; higher keeps more of it", 0, 100),
         ETA, _scheduler("euler-ancestral"),
+        Param("mask_blend_start", 0.0, "with a mask: the share of the steps after which the outside is put back "
+              "(0: after every step; Grounded-InstructPix2Pix blends only late, about 0.9)", 0, 1),
     ),
     model_kind="ip2p",
     default_model=IP2P_MODEL,
