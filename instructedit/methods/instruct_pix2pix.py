@@ -2,9 +2,9 @@
 
 Equals diffusers' ``StableDiffusionInstructPix2PixPipeline`` given the same components, scheduler and seed. The
 default sampler is Euler ancestral, as in the paper's ``edit_cli.py`` (k-diffusion) and the released model's
-scheduler config. With a mask, the region outside it is put back (forward-noised) after every step, or, as Grounded-InstructPix2Pix
-does (Shagidanov et al. 2024: latents blended outside the grounded mask only once most of the edit is made), after
-the steps past ``mask_blend_start``.
+scheduler config. With a mask, the region outside it is put back (forward-noised) after every step, or, as
+Grounded-InstructPix2Pix does (Shagidanov et al. 2024: latents blended outside the grounded mask only once most of
+the edit is made), only after the steps before ``mask_blend_start``.
 """
 
 from __future__ import annotations
