@@ -146,3 +146,59 @@ def test_grounding_without_planning_is_refused(editor, test_image):
     with pytest.raises(InvalidRequestError) as excinfo:
         editor.edit(EditRequest(test_image, instruction="make it blue", plan=False, ground="auto"))
     assert excinfo.value.field == "ground"
+
+
+def test_an_addition_is_confined_to_the_place_it_names(tiny_pipeline_dir, test_image):
+    from instructedit.grounding.regions import location_cells, location_mask
+
+    assert location_cells("at the top left") == {(0, 0)}
+    assert location_cells("on the left") == {(0, 0), (1, 0), (2, 0)}
+    assert location_cells("in the centre") == {(1, 1)} and location_cells("next to the dog") is None
+    add = EditPlan("add", "add a star at the top left", value="star", location="at the top left")
+    editor = Editor(device="cpu", planner=ScriptedPlanner({"add a star at the top left": [add]}))
+    grounder = BoxGrounder((0, 0, 32, 32))
+    editor.add_grounder(grounder, default=True)
+    result = editor.edit(EditRequest(test_image, instruction="add a star at the top left", ground="auto", seed=0,
+                                     model=tiny_pipeline_dir("ip2p"), params={"num_inference_steps": 3},
+                                     ground_options={"dilation": 0}))
+    assert grounder.phrases == []  # a place, not an entity: no grounder is asked
+    np.testing.assert_array_equal(np.asarray(result.mask), np.asarray(location_mask("at the top left", (32, 32))))
+    assert result.record.turns[0]["grounding"]["backend"] == "location"
+    outside = np.asarray(result.mask) == 0
+    assert outside.any() and not outside.all()
+
+
+def test_a_grounded_caption_edit_keeps_the_users_captions(editor, tiny_pipeline_dir, test_image):
+    _editor_with_grounder(editor, BoxGrounder((8, 8, 20, 20)))
+    model, params = tiny_pipeline_dir("t2i"), {"num_inference_steps": 4}
+    grounded = editor.edit(EditRequest(test_image, instruction="make the red square blue", method="sdedit",
+                                       source="a photo with a red square", target="a photo with a blue square",
+                                       model=model, params=params, ground="auto", seed=1))
+    turn = grounded.record.turns[0]
+    assert (turn["source"], turn["target"]) == ("a photo with a red square", "a photo with a blue square")
+    by_hand = editor.edit(EditRequest(test_image, source="a photo with a red square", method="sdedit",
+                                      target="a photo with a blue square", model=model, params=params,
+                                      mask=grounded.mask, seed=1))
+    np.testing.assert_array_equal(np.asarray(grounded.image), np.asarray(by_hand.image))
+
+
+def test_ip2p_blends_outside_the_mask_from_its_start_step(tiny_pipeline_dir, test_image):
+    editor = Editor(device="cpu")
+    model = tiny_pipeline_dir("ip2p")
+    mask = np.zeros((32, 32), dtype=np.uint8)
+    mask[8:20, 8:20] = 255
+    mask = Image.fromarray(mask, "L")
+
+    def run(**extra):
+        params = {"num_inference_steps": 6, **extra}
+        return np.asarray(editor.edit(EditRequest(test_image, instruction="make it blue", model=model, seed=3,
+                                                  params=params, mask=mask if extra else None)).image, dtype=float)
+
+    unmasked, every_step = run(), run(mask_blend_start=0.0)
+    late, never = run(mask_blend_start=0.5), run(mask_blend_start=1.0)
+    np.testing.assert_array_equal(never, unmasked)  # blending from past the last step is no blending
+    outside = np.asarray(mask) == 0
+    source = np.asarray(test_image, dtype=float)
+    gaps = [np.abs(img - source)[outside].mean() for img in (every_step, late, unmasked)]
+    assert gaps[0] <= gaps[1] <= gaps[2] and gaps[0] < gaps[2]  # later blending keeps less of the outside
+    assert not np.array_equal(late, every_step)
