@@ -17,6 +17,7 @@ from .plan import MAX_PLANS, EditPlan
 from .wording import BIGGER, COLOUR_MODIFIERS, COLOURS, SIZE_WORDS, SMALLER, clauses, normalise
 
 _DET = r"(?:the|this|that|these|those|its|his|her|their|my|our|your)"
+_PRONOUN = r"(?:it|them)"
 _POS = (r"(?:(?:very |far )?(?:(?:top|bottom|upper|lower|middle|center)(?:[ -](?:left|right|center|middle))?|left|right"
         r"|center|middle)(?: (?:corner|side|edge|half|part|area|hand side))?(?: of (?:the )?(?:image|picture|photo"
         r"|scene|canvas|frame))?)")
@@ -24,7 +25,7 @@ _PLACE = rf"(?:the {_POS}|(?:the )?(?:left|right|top|bottom) (?:of|side of) the 
          rf"(?:above|below|under|beside|behind|near|over) the [\w ]+?|{_POS})"
 _LOCATION = re.compile(rf"^(?P<e>.+?) (?P<loc>(?:(?:at|on|in|to|near|from) (?:the )?{_POS}|(?:next to|near|beside|"
                        rf"above|below|under|behind|left of|right of|to the left of|to the right of|on top of|in front "
-                       rf"of|inside|on|in|at) the [\w' ]+))$")
+                       rf"of|inside|on|in|at|to) the [\w' ]+))$")
 _IMAGE = r"(?:it|the (?:whole )?(?:image|picture|photo|photograph|scene|painting|drawing|thing|whole thing)|" \
          r"everything|" \
          r"this(?: (?:image|picture|photo))?)"
@@ -66,7 +67,7 @@ def colour_of(phrase: str | None) -> str | None:
 
 def _definite(phrase: str) -> str:
     phrase = phrase.strip()
-    if re.match(rf"^(?:{_DET}|all|both|every|each) ", phrase + " "):
+    if phrase in ("it", "them") or re.match(rf"^(?:{_DET}|all|both|every|each) ", phrase + " "):
         return phrase
     return "the " + bare(phrase)
 
@@ -114,6 +115,8 @@ def _background(c: str) -> dict | None:
         return None
     old = r"(?:the |its |a |an )?(?:(?P<old>[\w ]+?) )?(?:background|backdrop)"
     patterns = (
+        r"^(?:put|place|set|show) (?:.+?) (?:on|in front of|against|over) (?:a |an |the )?(?P<v>[\w ]+?) "
+        r"(?:background|backdrop)$",
         rf"^(?:make|turn|paint|change|set|switch|color|recolor|repaint|dye|tint|fill|replace|swap|convert) {old}"
         r"(?: color)?(?: (?:to|into|with|in|as|for|by|so it is|so that it is|to be))? (?P<v>.+)$",
         rf"^(?:change|set|switch|make) the color of {old} (?:to|into) (?P<v>.+)$",
@@ -143,8 +146,11 @@ def _style(c: str) -> dict | None:
         match = re.match(r"^(?:apply|give it|use|add) (?:a |an )?(?P<v>.+?)(?: style| effect| filter| look)"
                          r"(?: to (?:it|the (?:image|picture|photo)))?$", c)
         if match:
-            return {"type": "style", "value": f"{match.group('v')} style" if len(match.group("v").split()) == 1
-                    and not _STYLE_WORDS.search(match.group("v")) else match.group("v")}
+            value = match.group("v")
+            if c.split(" ")[-1] == "style" or c.endswith("style to it") or len(value.split()) == 1 and \
+                    not _STYLE_WORDS.search(value):
+                value = f"{value} style"
+            return {"type": "style", "value": value}
         return None
     value = match.group("v")
     named_image = re.match(rf"^(?:make|turn|convert|transform|render|change|redo|restyle|redraw|paint|draw|recreate|"
@@ -153,7 +159,7 @@ def _style(c: str) -> dict | None:
         return None
     if not _STYLE_WORDS.search(value) and named_image is None:
         return None
-    if is_colour(value) or _size(value):
+    if is_colour(value) and value not in ("black and white", "black-and-white") or _size(value):
         return None
     value = re.sub(r"^(?:a|an|the) ", "", value)
     value = re.sub(r" style$", " style", value)
@@ -164,7 +170,7 @@ def _remove(c: str) -> dict | None:
     patterns = (
         rf"^{_REMOVE} (?P<e>.+?)(?: (?:from|out of|off) (?:the |this )?(?:image|picture|photo|scene|background|"
         r"canvas|frame))?(?: (?:and|but) (?:keep|leave) (?:the rest|everything else)(?: as it is| unchanged)?)?$",
-        r"^take (?P<e>.+?) (?:out|away|off)(?: of (?:the |this )?(?:image|picture|photo|scene))?$",
+        r"^take (?P<e>.+?) (?:out|away|off)(?: (?:of |from )?(?:the |this )[\w ]+)?$",
         r"^(?:make|let) (?P<e>.+?) (?:disappear|vanish|go away|be gone|gone)$",
         r"^get (?P<e>.+?) (?:out|away)(?: of (?:the |this )?(?:image|picture|photo|scene))?$",
     )
@@ -184,6 +190,7 @@ def _remove(c: str) -> dict | None:
 
 def _replace(c: str) -> dict | None:
     patterns = (
+        r"^substitute (?P<v>(?:a|an|one|some) .+?) for (?P<e>.+)$",
         r"^(?:replace|swap(?: out)?|switch(?: out)?|exchange|trade|substitute|change out) (?P<e>.+?) (?:with|for|by)"
         r" (?P<v>.+)$",
         r"^(?:turn|change|transform|convert|morph|make|switch) (?P<e>.+?) (?:into|to|in to) "
@@ -213,10 +220,14 @@ def _replace(c: str) -> dict | None:
 
 def _move(c: str) -> dict | None:
     patterns = (
-        rf"^{_MOVE}(?: over| back| across)? (?P<e>(?:{_DET}|all|both) .+?) (?P<v>(?:over |all the way |back )?"
+        rf"^{_MOVE}(?: over| back| across)? (?P<e>(?:{_DET}|all|both) .+?|{_PRONOUN}) "
+        r"(?P<v>(?:over |all the way |back )?"
         rf"(?:to|towards|toward|into|onto|over to|up to|down to) {_PLACE})$",
-        rf"^{_MOVE}(?: over| back)? (?P<e>(?:{_DET}|all|both) .+?) (?P<v>(?:at|on|in) {_PLACE})$",
-        rf"^{_MOVE} (?P<e>(?:{_DET}|all|both) .+?) (?P<v>up|down|left|right|higher|lower|further left|further right)"
+        rf"^{_MOVE}(?: over| back)? (?P<e>(?:{_DET}|all|both) .+?|{_PRONOUN}) (?P<v>(?:at|on|in) {_PLACE})$",
+        rf"^{_MOVE} (?P<e>(?:{_DET}|all|both) .+?) (?P<v>(?:next to|beside|near|above|below|under|behind|in front of"
+        r"|on top of) the [\w ]+)$",
+        rf"^{_MOVE} (?P<e>(?:{_DET}|all|both) .+?|{_PRONOUN}) "
+        r"(?P<v>up|down|left|right|higher|lower|further left|further right)"
         r"(?: a bit| a little| slightly)?$",
     )
     for pattern in patterns:
@@ -231,9 +242,10 @@ def _move(c: str) -> dict | None:
 
 def _size_edit(c: str) -> dict | None:
     patterns = (
-        (r"^(?:enlarge|grow|expand|magnify|blow up|upscale|increase the size of|make bigger|make larger|"
-         r"increase) (?P<e>.+?)(?: (?:a bit|a little|slightly|a lot))?$", "bigger"),
-        (r"^(?:shrink|reduce|minimize|downsize|decrease the size of|reduce the size of|make smaller|decrease)"
+        (r"^(?:increase the size of|enlarge|grow|expand|magnify|blow up|upscale|scale up|size up|make bigger|"
+         r"make larger|increase) (?P<e>.+?)(?: (?:a bit|a little|slightly|a lot))?$", "bigger"),
+        (r"^(?:decrease the size of|reduce the size of|shrink|reduce|minimize|downsize|scale down|size down|"
+         r"make smaller|decrease)"
          r" (?P<e>.+?)(?: (?:a bit|a little|slightly|a lot))?$", "smaller"),
         (r"^(?:scale|size|make|resize|rescale) (?P<e>.+?)(?: go| get)? (?P<v>up|down)(?: in size)?"
          r"(?: (?:a bit|a little|slightly))?$",
@@ -263,6 +275,8 @@ def _size_edit(c: str) -> dict | None:
 def _colour(c: str) -> dict | None:
     patterns = (
         r"^(?:change|set|switch|make|turn|alter) the color of (?P<e>.+?) (?:to|into|in) (?P<v>.+)$",
+        r"^(?:change|set|switch|make|turn|alter) (?P<e>.+?)'s? color (?:to|into|in) (?P<v>.+)$",
+        r"^set (?P<e>.+?) to (?P<v>[\w -]+)$",
         r"^(?:make|turn|paint|dye|color|recolor|tint|repaint|shade|change|switch|render|have|get) (?P<e>.+?)"
         r"(?: (?:to|into|in|so (?:that )?it is|to be|look))? (?P<v>(?:(?:a|an) )?[\w -]+?)(?: (?:color|colored|"
         r"instead|in color|now))?$",
@@ -280,7 +294,7 @@ def _colour(c: str) -> dict | None:
             if is_colour(tail):
                 entity = re.sub(r" (?:to|into|in|to be|so that it is|so it is|look)$", "",
                                 f"{match.group('e')} {head}".strip())
-                if "background" in entity or entity in ("it", "everything"):
+                if "background" in entity or entity == "everything":
                     return None
                 entity = _definite(entity)
                 return {"type": "colour", "entity": entity, "value": tail, "old_value": colour_of(entity)}
@@ -303,6 +317,8 @@ def _attribute(c: str) -> dict | None:
 
 def _add(c: str) -> dict | None:
     match = re.match(rf"^(?:{_ADD})(?: in| on| back)? (?P<v>(?:a|an|one|some|another|two|three|four|five|more) .+)$", c)
+    if not match:  # a mass noun or plural with no article ("add snow", "add sunglasses to the woman")
+        match = re.match(r"^(?:add|insert|include) (?P<v>(?!the |this |that |its |his |her |their |it\b)[\w' -]+)$", c)
     if not match:
         match = re.match(r"^let (?P<v>(?:a|an|one|some) .+?) (?:appear|be|show up|pop up)(?: (?P<loc>.+))?$", c)
         if match and match.group("loc"):
@@ -311,6 +327,8 @@ def _add(c: str) -> dict | None:
     if not match:
         return None
     value = re.sub(r"^(?:one more|another|a new|an extra|one) (?:object|thing|shape|item)[:,]? ", "", match.group("v"))
+    value = re.sub(r"^(?:another|some|more) ", "", value)
+    value = re.sub(r" (?:to|in|into) (?:it|the (?:image|picture|photo|scene))$", "", value)
     value, location = split_location(value)
     if location is None:
         front = re.match(r"^(?P<loc>(?:at|on|in) the [\w ]+?), (?P<v>.+)$", match.group("v"))
@@ -401,6 +419,18 @@ def reverse_of(fields: dict) -> str | None:
     return None
 
 
+def _antecedent(pronoun: str, clause: str, plans: list[EditPlan]) -> str:
+    """What "it" names in a chain: the object the previous edit left ("turn the square into a circle and make it
+    orange" colours the circle; "add a star, then move it" moves the star), else the previous edit's entity."""
+    if not plans or plans[-1].type in ("background", "style"):
+        raise InvalidRequestError(f"{pronoun!r} in {clause!r} names nothing before it: name the object, e.g. "
+                                  "'make the circle red'", field="instruction")
+    previous = plans[-1]
+    if previous.type in ("add", "replace"):
+        return f"the {bare(previous.value or '')}".strip()
+    return previous.entity or pronoun
+
+
 class RuleBasedPlanner:
     """The offline default planner: patterns over the user's words, no model.
 
@@ -429,6 +459,8 @@ class RuleBasedPlanner:
                     f"could not understand {part!r} in the instruction: write it as e.g. 'make the circle red', "
                     "'remove the square', 'add a small star at the top left', 'replace the star with a heart', "
                     "'move the circle to the left', 'make the background white'", field="instruction")
+            if fields.get("entity") in ("it", "them"):
+                fields["entity"] = _antecedent(fields["entity"], part, plans)
             if fields["type"] != "add" and fields.get("entity") and fields["type"] != "background":
                 fields.setdefault("location", split_location(fields["entity"])[1])
             if caption:

@@ -11,7 +11,7 @@ import re
 
 COLOURS = frozenset("""red green blue yellow purple orange cyan pink brown white black gray beige magenta violet gold
 golden silver teal navy turquoise maroon lime indigo crimson scarlet lavender olive tan cream ivory bronze copper
-khaki amber aqua mint coral salmon peach rust charcoal""".split())
+khaki amber aqua mint coral salmon peach rust charcoal blonde blond""".split())
 """Colour words the planner knows (``grey`` is read as ``gray``)."""
 
 COLOUR_MODIFIERS = frozenset("light dark bright pale deep neon pastel hot vivid".split())
@@ -47,14 +47,15 @@ _GERUNDS = {"making": "make", "adding": "add", "removing": "remove", "deleting":
 
 _CORRECTABLE = sorted(VERBS | COLOURS | SIZE_WORDS | BIGGER | SMALLER | SHAPES | POSITION_WORDS
                       | {"background", "instead", "color", "size", "into", "with"})
-_KNOWN = frozenset(_CORRECTABLE) | frozenset("""the a an and then to of at on in it its this that these those
-is be me for you your can could would will please pls plz i i'd id like want need want mind picture image photo
-so up down one bit very""".split()) | frozenset(_GERUNDS) | frozenset(_SPELLING.values())
+_KNOWN = frozenset(_CORRECTABLE) | COLOUR_MODIFIERS | frozenset("""the a an and then to of at on in it its this
+that these those is be me for you your can could would will please pls plz i i'd id like want need want
+mind picture image photo so up down one bit very""".split()) | frozenset(_GERUNDS) | frozenset(_SPELLING.values())
 
 _LEADING = re.compile(
-    r"^(?:(?:hey|hi|ok|okay|now|so|and|also|just|kindly|please|pls|plz|then)\b[ ,]*"
+    r"^(?:(?:hey|hi|ok|okay|now|so|and|also|just|kindly|please|pls|plz|then|first|firstly|first of all)\b[ ,]*"
+    r"|would you mind\b ?|do you mind\b ?"
     r"|(?:could|can|would|will) (?:you|we|u)(?: please| kindly| maybe| possibly| just)?\b ?"
-    r"|would you mind\b ?|do you mind\b ?|(?:i'?d|i would) (?:like|love|want) (?:you|u) to\b ?"
+    r"|(?:i'?d|i would) (?:like|love|want) (?:you|u) to\b ?"
     r"|i (?:want|need) (?:you|u) to\b ?|(?:let's|lets|let us)\b ?|try to\b ?|go ahead and\b ?|help me\b ?)")
 _TRAILING = re.compile(
     r"(?:[ ,]+(?:please|pls|plz|thanks|thank you|thx|for me|if you can|if possible|if you could|"
@@ -69,6 +70,7 @@ def normalise(text: str) -> str:
     text = re.sub(r"\s+", " ", text)
     text = re.sub(r"[.!?\s]+$", "", text)
     text = re.sub(r"\s+([,;:])", r"\1", text)
+    text = re.sub(r"^ad (?=(?:a|an|the|some|another) )", "add ", text)
     words = re.split(r"(\W+)", text)
     out = []
     for word in words:
@@ -81,8 +83,12 @@ def normalise(text: str) -> str:
 
 def correct(word: str) -> str:
     """``word``, or the one keyword it is a one-letter typo of (swapped neighbours, one letter missing, extra or
-    wrong). Short words are only un-swapped ("teh" -> "the"); a wrong letter is fixed only in words of five or
-    more letters, so that ordinary short nouns ("bed", "lake") are never read as keywords."""
+    wrong). Short words are only un-swapped ("teh" -> "the"); a wrong letter is fixed only in words of six or
+    more letters, so that ordinary nouns ("bed", "lake", "shirt", "beach", "power") are never read as keywords.
+    A comparative missing a letter ("biger") is fixed before the inflection check would take it for "big" + "er"."""
+    comparative = {k for k in BIGGER | SMALLER if _one_edit(word, k)}
+    if word not in _KNOWN and len(comparative) == 1:
+        return comparative.pop()
     if word in _KNOWN or len(word) < 3 or _inflected(word):
         return word
     if word == "teh" or word == "hte":
@@ -108,7 +114,7 @@ def _one_edit(word: str, key: str) -> bool:
         i, j = (diff + [0, 0])[:2]
         if len(diff) == 2 and j == i + 1 and word[i] == key[j] and word[j] == key[i]:
             return True  # swapped neighbours
-        return len(diff) == 1 and len(word) >= 5
+        return len(diff) == 1 and len(word) >= 6
     short, long_ = (word, key) if len(word) < len(key) else (key, word)
     if len(key) < 4:
         return False
@@ -135,6 +141,9 @@ def imperative(clause: str) -> str:
     unwanted = re.match(r"^i (?:don't|do not|dont) (?:want|need|like) (.+?)(?: (?:there|anymore|any more))?$", clause)
     if unwanted:
         clause = f"remove {unwanted.group(1)}"
+    no_more = re.match(r"^no (?:more )?(?:the )?(?P<thing>[\w' ]+)$", clause)
+    if no_more:
+        clause = f"remove the {no_more.group('thing')}"
     there = re.match(r"^there (?:should|must|could|has to|needs to) be (.+)$", clause)
     if there:
         clause = f"add {there.group(1)}"
@@ -151,7 +160,8 @@ def imperative(clause: str) -> str:
     becomes = re.match(r"^(the .+?) (?:becomes|turns into|is turned into|changes into) (.+)$", clause)
     if becomes:
         clause = _become(becomes.group(1), becomes.group(2))
-    goes = re.match(r"^(the .+?) (?:goes|moves|should (?:go|move|be moved|be)|must (?:go|move|be)|"
+    goes = re.match(r"^(?:(?:can|could|should|would|will) )?(the .+?) (?:go|move|goes|moves|"
+                    r"should (?:go|move|be moved|be)|must (?:go|move|be)|"
                     r"needs to (?:go|move|be)|"
                     r"has to (?:go|move|be)|belongs) (?P<rest>(?:to|on|at|in|towards|over to|into) .+)$", clause)
     if goes and "background" not in goes.group(1):
@@ -163,6 +173,8 @@ def imperative(clause: str) -> str:
 
 
 def _become(subject: str, predicate: str) -> str:
+    if re.match(r"^(?:at|on|in|to|next to|beside|near|above|below|under) (?:the )", predicate):
+        return f"move {subject} {predicate}"
     if re.match(r"^(?:a|an|one) ", predicate) and not re.match(r"^(?:a|an) (?:bit|little|lot|tad) ", predicate):
         return f"turn {subject} into {predicate}"
     return f"make {subject} {predicate}"
@@ -196,7 +208,7 @@ def _wish(rest: str) -> str:
 
 
 _HARD_SPLIT = re.compile(r"\s*(?:;|\. |,? and then |, then |,? after that,? |,? then |, also |,? and also |"
-                         r",? afterwards,? |,? next,? |,? finally,? )\s*")
+                         r",? afterwards,? |, next,? |,? finally,? )\s*")
 _SOFT_SPLIT = re.compile(r"\s*(?:,? and |, )\s*")
 
 
