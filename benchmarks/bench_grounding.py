@@ -86,6 +86,8 @@ def plain_vs_grounded(editor, samples, methods, ground) -> dict:
                 kept = preservation(result.image, s.source_image(), s.mask_image())["psnr"]
                 psnr.append(min(kept, 100.0) if kept is not None else 100.0)
             table[(method, label)] = (statistics.fmean(applied), statistics.fmean(psnr))
+            print(f"  {method} {label}: applied {table[(method, label)][0]:.3f}, PSNR outside "
+                  f"{table[(method, label)][1]:.2f} dB", flush=True)
     return table
 
 
@@ -105,6 +107,26 @@ def drift(editor, chains, ground, method="ip2p") -> dict[str, list[float]]:
     return curves
 
 
+def grid(editor, samples, ground, path, method="ip2p", scale=2) -> None:
+    """One row per sample: input, plain edit, grounded edit, ground truth, the grounded mask (each upscaled)."""
+    from PIL import Image
+
+    rows = []
+    for s in samples:
+        plain = editor.edit(request_for(s, method, None)).image
+        grounded = editor.edit(request_for(s, method, ground))
+        mask = (grounded.mask or Image.new("L", plain.size, 0)).convert("RGB")
+        rows.append([s.source_image(), plain, grounded.image, s.target_image(), mask])
+    side = samples[0].size * scale
+    sheet = Image.new("RGB", (5 * side + 4 * 2, len(rows) * side + (len(rows) - 1) * 2), (255, 255, 255))
+    for r, row in enumerate(rows):
+        for c, tile in enumerate(row):
+            sheet.paste(tile.convert("RGB").resize((side, side), Image.Resampling.NEAREST), (c * (side + 2),
+                                                                                          r * (side + 2)))
+    sheet.save(path)
+    print(f"grid: {path} (input, plain, grounded, ground truth, mask; {method}, ground={ground})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=140)
@@ -113,21 +135,31 @@ def main() -> None:
     parser.add_argument("--backends", default="builtin,attention,noise-difference")
     parser.add_argument("--methods", default="ip2p,sdedit,encode-decode,diffedit")
     parser.add_argument("--skip", default="", help="comma-separated parts to skip: iou,edit,drift")
+    parser.add_argument("--grid", default=None, help="write an image grid (one row per edit type) to this PNG")
+    parser.add_argument("--json", default=None, help="also write every figure to this JSON file")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     editor = Editor(device="cpu", progress=False)
     planner = RuleBasedPlanner()
     held_out = generate_samples("test", args.samples, seed=1, heldout_fraction=1.0)
     start = time.perf_counter()
+    figures: dict = {"samples": len(held_out), "ground": args.ground}
+    if args.grid:
+        by_type = {}
+        for s in held_out:
+            by_type.setdefault(s.edit_type, s)
+        grid(editor, list(by_type.values()), args.ground, args.grid)
     if "iou" not in skip:
         t2i = editor.load(editor.model_for(next(m for m in available_methods() if m.model_kind == "t2i"), None))
         for backend in args.backends.split(","):
             grounder = make_grounder(backend, components=t2i if backend != "builtin" else None)
             for name, samples in (("domain wordings", held_out), ("user wordings", user_worded(held_out, seed=0))):
                 scores = grounding_iou(grounder, samples, planner)
+                figures.setdefault("iou", {}).setdefault(backend, {})[name] = scores
                 print(f"grounding IoU, {backend}, {name}: " + ", ".join(f"{k} {v:.2f}" for k, v in scores.items()))
     if "edit" not in skip:
         table = plain_vs_grounded(editor, held_out, args.methods.split(","), args.ground)
+        figures["editing"] = {f"{m} {label}": {"applied": a, "psnr_outside": p} for (m, label), (a, p) in table.items()}
         print(f"\nplain vs grounded ({args.ground}), {len(held_out)} held-out edits")
         print("| method | applied, plain | applied, grounded | PSNR outside, plain | PSNR outside, grounded |")
         for method in args.methods.split(","):
@@ -136,10 +168,17 @@ def main() -> None:
     if "drift" not in skip:
         chains = [make_chain("test", 1, i, turns=5, disjoint=False) for i in range(args.chains)]
         curves = drift(editor, chains, args.ground)
+        figures["drift"] = curves
         print(f"\nmulti-turn drift, ip2p, {len(chains)} chains: PSNR to the input outside the turns' masks")
         for label, curve in curves.items():
             print(f"  {label:<10}" + "".join(f"{v:8.1f}" for v in curve))
-    print(f"({time.perf_counter() - start:.0f} s)")
+    figures["seconds"] = round(time.perf_counter() - start)
+    print(f"({figures['seconds']} s)")
+    if args.json:
+        import json
+
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(figures, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -83,11 +83,15 @@ def edit(
                                               "given an instruction, --ground).")] = None,
     ground: Annotated[str | None, typer.Option(help="Confine the edit to the entity the instruction names, found by "
                                                "this grounding backend: auto, builtin, attention, noise-difference, "
-                                               "clipseg, grounded-sam, person; off = no grounding.")] = None,
+                                               "clipseg, grounded-sam; off = no grounding.")] = None,
     dilate: Annotated[int | None, typer.Option(help="Pixels to grow a grounded mask by (default 2).")] = None,
     planner: Annotated[str | None, typer.Option(help="Planner: 'rules' (default, offline) or the URL of an "
                                                 "OpenAI-compatible chat-completions server; model and key from "
                                                 "INSTRUCTEDIT_PLANNER_MODEL / INSTRUCTEDIT_PLANNER_API_KEY.")] = None,
+    captioner: Annotated[str | None, typer.Option(help="Caption the image for caption methods given only an "
+                                                  "instruction: 'builtin' (reference domain), 'blip' or a BLIP "
+                                                  "model id/folder. Default: captions of the edited entity only; "
+                                                  "--source always wins.")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar over the denoising steps.")] = True,
 ) -> None:
     """Edit IMAGE as INSTRUCTION (or --source/--target captions) say and write the result."""
@@ -126,7 +130,7 @@ def edit(
 
         editor = Editor(device=device, dtype=dtype, progress=progress,
                         max_pixels=DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels,
-                        planner=planner_from_url(planner) if planner else None)
+                        planner=planner_from_url(planner) if planner else None, captioner=captioner)
         result = editor.edit(EditRequest(
             image=str(image), instruction=instruction, source=source, target=target,
             mask=str(mask) if mask else None, method=chosen.name, params=params, seed=seed, model=model,
@@ -163,6 +167,17 @@ def methods(
                    f"model: {m.model_kind} (default {m.default_model})")
         for p in m.params:
             typer.echo(f"    {p.name} = {p.default!r}  -- {p.help}")
+    from .captioning import CAPTIONERS
+    from .grounding import GROUNDERS
+
+    typer.echo("\nplanners (--planner): rules (offline, the default) or the URL of an OpenAI-compatible "
+               "chat-completions server (no language model ships offline)")
+    typer.echo("grounding backends (--ground):")
+    for name, description in GROUNDERS.items():
+        typer.echo(f"  {name}: {description}")
+    typer.echo("captioners (--captioner):")
+    for name, description in CAPTIONERS.items():
+        typer.echo(f"  {name}: {description}")
 
 
 def _mount_subcommands() -> None:

@@ -47,13 +47,17 @@ class Editor:
     its attention processors are not safe to share), edits on different models run at the same time.
     ``max_pixels`` bounds the input images (a decompression-bomb guard; ``None`` removes it). ``planner`` turns
     instructions into edit plans (default: the rule-based planner; see :mod:`instructedit.instructions`), and
-    ``default_grounder`` names the grounding backend a request with ``ground="auto"`` uses.
+    ``default_grounder`` names the grounding backend a request with ``ground="auto"`` uses. ``captioner`` (a
+    :class:`~instructedit.captioning.Captioner` or its name, e.g. ``"builtin"`` or ``"blip"``) captions the
+    source image when a caption method is given only an instruction, so each plan edits the whole image's
+    caption; without one (or when the request has its own ``source``) the plan's local captions are used.
     """
 
     def __init__(
         self, device: str | torch.device | None = None, dtype: str | torch.dtype | None = None,
         progress: ProgressFactory | bool = False, default_models: dict[str, str] | None = None,
         max_pixels: int | None = DEFAULT_MAX_PIXELS, planner=None, default_grounder: str = "builtin",
+        captioner=None,
     ) -> None:
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
@@ -62,6 +66,7 @@ class Editor:
         self.max_pixels = max_pixels
         self.planner = planner  # an instructions.Planner; None = the rule-based planner
         self.default_grounder = default_grounder  # the backend request.ground="auto" uses
+        self.captioner = captioner  # a captioning.Captioner, its name, or None
         self._grounders: dict[tuple, object] = {}
         self._added_grounders: dict[str, object] = {}
         self._models = ComponentCache()
@@ -129,6 +134,13 @@ class Editor:
             return True
         return not method.takes_instruction and request.target is None
 
+    def _captioner(self):
+        if isinstance(self.captioner, str):
+            from .captioning import make_captioner
+
+            self.captioner = make_captioner(self.captioner)
+        return self.captioner
+
     def _planner(self):
         if self.planner is None:
             from .instructions import RuleBasedPlanner
@@ -142,17 +154,21 @@ class Editor:
         start = time.perf_counter()
         instruction = validate_text(request.instruction, what="instruction")
         planner = self._planner()
+        current = read_inputs(request, needs=(), accepts_mask=method.accepts_mask, method=method.name,
+                              max_pixels=self.max_pixels)
+        image, user_mask = current.image, current.mask
+        caption, captioner = request.source, None
+        if caption is None and self.captioner is not None and not method.takes_instruction:
+            captioner = self._captioner()
+            caption = captioner.caption(image)
         try:
-            plans = planner.plan(instruction, caption=request.source)
+            plans = planner.plan(instruction, caption=caption)
         except InvalidRequestError:
             if method.takes_instruction and not _grounded(request):
                 return self._edit_once(method, request)  # the editor may still understand what the planner did not
             raise
         if request.seed is None:  # one seed for every turn, recorded
             request = replace(request, seed=random.randrange(2**32))
-        current = read_inputs(request, needs=(), accepts_mask=method.accepts_mask, method=method.name,
-                              max_pixels=self.max_pixels)
-        image, user_mask = current.image, current.mask
         turns, results = [], []
         for plan in plans:
             if method.takes_instruction:
@@ -185,7 +201,7 @@ class Editor:
             unet_evals=sum(r.record.unet_evals for r in results),
             mask_source=_combined({r.record.mask_source for r in results}),
             planner=getattr(planner, "name", type(planner).__name__), plans=[p.to_dict() for p in plans],
-            turns=turns,
+            turns=turns, captioner=getattr(captioner, "name", None),
         )
         return EditResult(image=image, record=record, mask=union)
 
@@ -193,7 +209,7 @@ class Editor:
         """The dilated mask of ``plan``'s entity, or ``None`` for a whole-image edit; a clear error when the
         entity is not found."""
         from .grounding import DEFAULT_THRESHOLD, Grounding, dilate
-        from .grounding.regions import location_mask
+        from .grounding.regions import edit_region, location_mask
 
         if not plan.is_local:
             return None
@@ -214,7 +230,10 @@ class Editor:
                 "name it as it appears, choose another grounding backend, or edit without grounding (ground='off')",
                 field="ground", suggest={"ground": "off"},
             )
-        found.mask = dilate(found.mask, dilation)
+        region = edit_region(plan, found.mask) if phrase is not None and plan.type != "background" else found.mask
+        if region is None:
+            return None  # a relative move: the whole image
+        found.mask = dilate(region, dilation)
         found.details["dilation"] = dilation
         return found
 

@@ -139,6 +139,7 @@ class EditRecord:
     planner: str | None = None  # who planned the edit ("rules", "llm:..."), None when it was not planned
     plans: list[dict[str, Any]] | None = None  # the edit plans, in the order applied
     turns: list[dict[str, Any]] | None = None  # one record per plan applied (texts, mask, grounding, calls)
+    captioner: str | None = None  # who wrote the source caption the plans were read against, None = no captioner
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -268,7 +268,12 @@ def test_methods_lists_every_method_with_its_defaults():
     result = _invoke("methods")
     assert result.exit_code == 0, result.stderr
     sections = _sections(result.stdout)
-    assert list(sections) == ["ip2p", "sdedit", "encode-decode", "diffedit"]
+    assert list(sections) == ["ip2p", "sdedit", "encode-decode", "diffedit", "planners", "grounding", "captioners"]
+    from instructedit.captioning import CAPTIONERS
+    from instructedit.grounding import GROUNDERS
+
+    assert all(f"  {name}: " in sections["grounding"] for name in GROUNDERS)
+    assert all(f"  {name}: " in sections["captioners"] for name in CAPTIONERS)
     for method in available_methods():
         for param in method.params:
             assert f"{param.name} = {param.default!r}" in sections[method.name], (method.name, param.name)

@@ -202,3 +202,56 @@ def test_ip2p_blends_outside_the_mask_from_its_start_step(tiny_pipeline_dir, tes
     gaps = [np.abs(img - source)[outside].mean() for img in (every_step, late, unmasked)]
     assert gaps[0] <= gaps[1] <= gaps[2] and gaps[0] < gaps[2]  # later blending keeps less of the outside
     assert not np.array_equal(late, every_step)
+
+
+class FixedCaptioner:
+    name = "fixed"
+
+    def __init__(self, text: str) -> None:
+        self.text, self.images = text, []
+
+    def caption(self, image: Image.Image) -> str:
+        self.images.append(image.size)
+        return self.text
+
+
+def test_a_captioner_gives_caption_methods_the_whole_images_caption(tiny_pipeline_dir, test_image):
+    from instructedit.instructions import RuleBasedPlanner
+
+    model, params = tiny_pipeline_dir("t2i"), {"num_inference_steps": 4}
+    captioner = FixedCaptioner("a large red square in the center on a white background")
+    editor = Editor(device="cpu", planner=RuleBasedPlanner(), captioner=captioner)
+    result = editor.edit(EditRequest(test_image, instruction="make the square blue", method="sdedit", model=model,
+                                     params=params, seed=1))
+    assert captioner.images == [test_image.size] and result.record.captioner == "fixed"
+    turn = result.record.turns[0]
+    assert turn["source"] == captioner.text and turn["target"] == captioner.text.replace("red", "blue")
+    # the user's caption wins over the captioner; instruction methods are never captioned
+    own = editor.edit(EditRequest(test_image, instruction="make the square blue", method="sdedit", model=model,
+                                  params=params, seed=1, source="a red square"))
+    assert own.record.captioner is None and own.record.turns[0]["source"] == "a red square"
+    editor.edit(EditRequest(test_image, instruction="make the square blue", model=tiny_pipeline_dir("ip2p"),
+                            params={"num_inference_steps": 2}, plan=True))
+    assert len(captioner.images) == 1
+    with pytest.raises(InvalidRequestError) as error:
+        Editor(device="cpu", captioner="nonsense").edit(EditRequest(test_image, instruction="make the square blue",
+                                                                    method="sdedit", model=model, params=params))
+    assert error.value.field == "captioner"
+
+
+def test_edit_regions_make_room_for_moves_and_growth():
+    from instructedit.grounding.regions import GROWTH, edit_region, location_mask
+
+    entity = np.zeros((30, 30), dtype=np.uint8)
+    entity[2:8, 2:8] = 255
+    mask = Image.fromarray(entity, "L")
+    move = EditPlan("move", "move the square to the bottom right", entity="the square", value="bottom right")
+    region = np.asarray(edit_region(move, mask))
+    np.testing.assert_array_equal(region, np.maximum(entity, np.asarray(location_mask("bottom right", (30, 30)))))
+    assert edit_region(EditPlan("move", "move the square up", entity="the square", value="up"), mask) is None
+    bigger = np.asarray(edit_region(EditPlan("size", "make the square bigger", entity="the square", value="bigger"),
+                                    mask)) > 0
+    ys, xs = np.nonzero(bigger)
+    assert xs.max() + 1 - xs.min() == pytest.approx(6 * GROWTH, abs=1) and bigger[entity > 0].all()
+    for plan in (RECOLOUR, REMOVE, EditPlan("size", "make the square smaller", entity="the square", value="smaller")):
+        assert edit_region(plan, mask) is mask

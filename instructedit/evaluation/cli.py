@@ -14,6 +14,7 @@ from typing import Annotated
 
 import typer
 
+from ..commandline import fail
 from ..errors import InstructEditError, InvalidRequestError
 
 app = typer.Typer(help="Benchmark editing methods on a dataset and report the results.", no_args_is_help=True)
@@ -37,11 +38,6 @@ def parse_keyed(specs: list[str], what: str, default_key: str | None = "*") -> d
             form = "[NAME=]VALUE" if default_key is not None else "NAME=VALUE"
             raise InvalidRequestError(f"{what} '{spec}' is not {form}.")
     return out
-
-
-def _fail(exc: BaseException) -> typer.Exit:
-    typer.echo(f"error: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}", err=True)
-    return typer.Exit(2)
 
 
 def bench(
@@ -180,7 +176,7 @@ def bench(
         typer.echo(f"\ninterrupted: finished rows are saved in {out}; rerun the same command to resume.", err=True)
         raise typer.Exit(130) from None
     except InstructEditError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     typer.echo(
         f"{summary.ran} edits run ({summary.ok} ok, {summary.errors} errors, {summary.skipped} skipped), "
         f"{summary.already_done} already done; results: {summary.results}"
@@ -191,7 +187,7 @@ def bench(
         try:
             files = build_report(summary.out_dir)
         except InstructEditError as exc:
-            raise _fail(exc) from exc
+            raise fail(exc) from exc
         typer.echo(f"report: {files.html}")
 
 
@@ -204,7 +200,7 @@ def bench_merge(
     try:
         typer.echo(f"merged into {merge_results(out)}")
     except InstructEditError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
 
 
 def report(
@@ -228,7 +224,7 @@ def report(
         files = build_report(results, out, markdown=markdown, title=title, samples=samples, thumbnail=thumbnail,
                              metrics=_split_list(metrics) or None)  # fmt: skip
     except InstructEditError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     typer.echo(f"report: {files.html}\nsummary: {files.markdown}")
 
 

@@ -8,7 +8,6 @@
 ``noise-difference``      DiffEdit's noise-difference map between the phrase and the empty prompt
 ``clipseg``               CLIPSeg through transformers (``CIDAS/clipseg-rd64-refined``)
 ``grounded-sam``          GroundingDINO boxes refined by SAM through transformers
-``person``                MediaPipe selfie segmentation for people ("the man", "her"), offline
 ========================  ===========================================================================
 """
 
@@ -22,7 +21,15 @@ from PIL import Image, ImageFilter
 from ..errors import InvalidRequestError
 from .base import DEFAULT_THRESHOLD, Grounder, Grounding, binary_mask, check_phrase
 
-GROUNDER_NAMES = ("builtin", "attention", "noise-difference", "clipseg", "grounded-sam", "person")
+GROUNDERS = {
+    "builtin": "the reference domain's trained grounder (offline; the default on domain images)",
+    "attention": "cross-attention of the phrase's tokens in the loaded diffusion model (no extra weights)",
+    "noise-difference": "DiffEdit's noise-difference map between the phrase and the empty prompt",
+    "clipseg": "CLIPSeg through transformers (CIDAS/clipseg-rd64-refined; needs the hub or a local copy)",
+    "grounded-sam": "GroundingDINO boxes refined by SAM through transformers (needs the hub or local copies)",
+}
+"""Each grounding backend and what it is, as ``instructedit methods`` lists them."""
+GROUNDER_NAMES = tuple(GROUNDERS)
 
 
 def make_grounder(name: str, *, components=None, prompts=None, **options: Any) -> Grounder:
@@ -34,7 +41,6 @@ def make_grounder(name: str, *, components=None, prompts=None, **options: Any) -
         "noise-difference": lambda: _diffusion("NoiseDifferenceGrounder", components, prompts, options),
         "clipseg": lambda: _import("open_vocabulary", "CLIPSegGrounder")(**options),
         "grounded-sam": lambda: _import("open_vocabulary", "GroundedSAMGrounder")(**options),
-        "person": lambda: _import("person", "PersonGrounder")(**options),
     }
     if name not in makers:
         raise InvalidRequestError(f"unknown grounding backend '{name}': choose one of {', '.join(GROUNDER_NAMES)}",
@@ -75,5 +81,5 @@ def dilate(mask: Image.Image, pixels: int) -> Image.Image:
     return mask.filter(ImageFilter.MaxFilter(2 * int(pixels) + 1))
 
 
-__all__ = ["DEFAULT_THRESHOLD", "GROUNDER_NAMES", "Grounder", "Grounding", "binary_mask", "dilate", "ground",
-           "make_grounder"]
+__all__ = ["DEFAULT_THRESHOLD", "GROUNDERS", "GROUNDER_NAMES", "Grounder", "Grounding", "binary_mask", "dilate",
+           "ground", "make_grounder"]

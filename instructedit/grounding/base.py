@@ -1,6 +1,6 @@
 """The grounding interface: an image and a phrase naming something in it -> a mask of where it is, and a score.
 
-Every backend (cross-attention maps, DiffEdit's noise difference, open-vocabulary segmenters, person masks, the
+Every backend (cross-attention maps, DiffEdit's noise difference, open-vocabulary segmenters, the
 built-in domain model) implements :class:`Grounder`; :func:`instructedit.grounding.ground` picks one by name.
 """
 

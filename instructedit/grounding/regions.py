@@ -47,3 +47,31 @@ def location_mask(location: str | None, size: tuple[int, int], margin: float = 0
         x0, x1 = (col / 3 - margin) * width, ((col + 1) / 3 + margin) * width
         mask[max(0, int(y0)):min(height, int(np.ceil(y1))), max(0, int(x0)):min(width, int(np.ceil(x1)))] = 255
     return Image.fromarray(mask, "L")
+
+
+GROWTH = 1.6
+"""How much wider and taller than the entity's box a "bigger" edit may draw (the reference domain's large objects
+are 1.5 times its small ones)."""
+
+
+def edit_region(plan, entity: Image.Image) -> Image.Image | None:
+    """What ``plan`` may change, given its entity's 0/255 mask: the entity itself, plus the destination of a move
+    (its grid region; a relative move such as "up" or "next to the dog" gives ``None``, the whole image) or the
+    room a "bigger" object grows into (its box scaled by :data:`GROWTH` about its centre)."""
+    if plan.type == "move":
+        destination = location_mask(plan.value, entity.size)
+        if destination is None:
+            return None
+        return Image.fromarray(np.maximum(np.asarray(entity), np.asarray(destination)), "L")
+    if plan.type == "size" and plan.value in ("bigger", "large", "big", "huge", "larger", "giant"):
+        pixels = np.asarray(entity)
+        ys, xs = np.nonzero(pixels)
+        if not len(xs):
+            return entity
+        cx, cy = (xs.min() + xs.max() + 1) / 2, (ys.min() + ys.max() + 1) / 2
+        half_w, half_h = (xs.max() + 1 - xs.min()) * GROWTH / 2, (ys.max() + 1 - ys.min()) * GROWTH / 2
+        grown = pixels.copy()
+        rows = slice(max(0, int(cy - half_h)), int(np.ceil(cy + half_h)))
+        grown[rows, max(0, int(cx - half_w)):int(np.ceil(cx + half_w))] = 255
+        return Image.fromarray(grown, "L")
+    return entity
