@@ -184,6 +184,10 @@ class Editor:
                 mask = grounding.mask if grounding is not None else user_mask
             turn = replace(request, image=image, mask=mask, plan=False, ground=None, **texts)
             result = self._edit_once(method, turn, mask_source="grounded" if grounding is not None else None)
+            if grounding is not None and grounding.details.get("paste_back"):
+                from .grounding import paste_outside
+
+                result = replace(result, image=paste_outside(image, result.image, grounding.mask))
             image = result.image
             results.append(result)
             turns.append({**{k: v for k, v in result.record.to_dict().items()
@@ -216,6 +220,7 @@ class Editor:
         options = dict(request.ground_options or {})
         dilation = int(options.pop("dilation", DEFAULT_DILATION))
         threshold = float(options.pop("min_score", DEFAULT_THRESHOLD))
+        paste_back = bool(options.pop("paste_back", True))
         phrase = plan.entity or ("the background" if plan.type == "background" else None)
         if phrase is None:  # an addition: the place it names, else the whole image
             region = location_mask(plan.location, image.size)
@@ -235,6 +240,7 @@ class Editor:
             return None  # a relative move: the whole image
         found.mask = dilate(region, dilation)
         found.details["dilation"] = dilation
+        found.details["paste_back"] = paste_back
         return found
 
     def _grounder(self, method: Method, request: EditRequest, options: dict):

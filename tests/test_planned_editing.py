@@ -116,8 +116,9 @@ def test_a_grounded_edit_is_confined_to_the_entity(editor, tiny_pipeline_dir, te
     _editor_with_grounder(editor, grounder)
     model = tiny_pipeline_dir("ip2p")
     params = {"num_inference_steps": 3}
-    grounded = editor.edit(EditRequest(test_image, instruction="make the red square blue", model=model,
-                                       params=params, ground="auto", ground_options={"dilation": 2}))
+    grounded = editor.edit(EditRequest(test_image, instruction="make the red square blue", model=model, seed=0,
+                                       params=params, ground="auto",
+                                       ground_options={"dilation": 2, "paste_back": False}))
     assert grounder.phrases == ["the red square"]
     mask = np.asarray(grounded.mask) > 127
     expected = np.zeros((32, 32), dtype=bool)
@@ -128,8 +129,16 @@ def test_a_grounded_edit_is_confined_to_the_entity(editor, tiny_pipeline_dir, te
     assert turn["grounding"]["dilation"] == 2
     # the same edit with that mask given by hand is the same image: grounding only chose the mask
     by_hand = editor.edit(EditRequest(test_image, instruction=RECOLOUR.instruction, model=model, params=params,
-                                      mask=grounded.mask))
+                                      mask=grounded.mask, seed=0))
     np.testing.assert_array_equal(np.asarray(grounded.image), np.asarray(by_hand.image))
+    # by default the input's own pixels are pasted back outside the mask (past a 1-pixel feather): exactly kept
+    pasted = editor.edit(EditRequest(test_image, instruction="make the red square blue", model=model, seed=0,
+                                     params=params, ground="auto", ground_options={"dilation": 2}))
+    assert pasted.record.turns[0]["grounding"]["paste_back"] is True
+    far = np.ones((32, 32), dtype=bool)
+    far[3:25, 3:25] = False
+    np.testing.assert_array_equal(np.asarray(pasted.image)[far], np.asarray(test_image)[far])
+    np.testing.assert_array_equal(np.asarray(pasted.image)[8:20, 8:20], np.asarray(by_hand.image)[8:20, 8:20])
 
 
 def test_an_entity_that_is_not_found_is_a_clear_error(editor, tiny_pipeline_dir, test_image):
@@ -173,7 +182,8 @@ def test_a_grounded_caption_edit_keeps_the_users_captions(editor, tiny_pipeline_
     model, params = tiny_pipeline_dir("t2i"), {"num_inference_steps": 4}
     grounded = editor.edit(EditRequest(test_image, instruction="make the red square blue", method="sdedit",
                                        source="a photo with a red square", target="a photo with a blue square",
-                                       model=model, params=params, ground="auto", seed=1))
+                                       model=model, params=params, ground="auto", seed=1,
+                                       ground_options={"paste_back": False}))
     turn = grounded.record.turns[0]
     assert (turn["source"], turn["target"]) == ("a photo with a red square", "a photo with a blue square")
     by_hand = editor.edit(EditRequest(test_image, source="a photo with a red square", method="sdedit",
