@@ -46,3 +46,11 @@ def load_pretrained(name: str, loader: Callable[[str], T], *, what: str = "model
         raise ModelNotFoundError(
             f"cannot load {what} '{name}'{reason}: {first_line[:200]} -- {hint}."
         ) from exc
+
+
+def load_processor_and_model(name: str, processor_cls, model_cls, device, *, what: str = "model") -> tuple:
+    """A transformers processor and model of ``name`` (both by :func:`load_pretrained`), the model on ``device``
+    in eval mode: how every transformers-backed grounder and captioner loads."""
+    processor = load_pretrained(name, processor_cls.from_pretrained, what=what)
+    model = load_pretrained(name, model_cls.from_pretrained, what=what)
+    return processor, model.to(device).eval()

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from ..hub import load_pretrained
+from ..hub import load_processor_and_model
 from . import BLIP_BASE
 
 
@@ -32,10 +32,8 @@ class BlipCaptioner:
         if self._loaded is None:
             from transformers import BlipForConditionalGeneration, BlipProcessor
 
-            processor = load_pretrained(self.model_id, BlipProcessor.from_pretrained, what="BLIP captioner")
-            model = load_pretrained(self.model_id, BlipForConditionalGeneration.from_pretrained,
-                                    what="BLIP captioner")
-            self._loaded = processor, model.to(self.device).eval()
+            self._loaded = load_processor_and_model(self.model_id, BlipProcessor, BlipForConditionalGeneration,
+                                                    self.device, what="BLIP captioner")
         return self._loaded
 
     def caption(self, image: Image.Image) -> str:

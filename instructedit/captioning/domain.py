@@ -19,12 +19,10 @@ import torch
 from PIL import Image
 
 from ..domain.captions import caption
-from ..domain.detect import classify_shape
-from ..domain.palette import OBJECT_COLOURS, SIZES, nearest_background_colour
+from ..domain.detect import _SIZE_SPLIT, classify_shape
+from ..domain.palette import OBJECT_COLOURS, nearest_background_colour
 from ..domain.scene import Background, Scene, SceneObject
 from ..grounding.builtin import DomainGrounder
-
-_SIZE_SPLIT = SIZES["small"] + SIZES["large"]  # bbox side / image side halfway between the two sizes
 
 
 class DomainCaptioner:

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from ..errors import InvalidRequestError
-from ..hub import load_pretrained
+from ..hub import load_processor_and_model
 from .base import Grounding, binary_mask
 
 CLIPSEG = "CIDAS/clipseg-rd64-refined"
@@ -53,9 +53,8 @@ class CLIPSegGrounder:
         if self._loaded is None:
             from transformers import CLIPSegForImageSegmentation, CLIPSegProcessor
 
-            processor = load_pretrained(self.model_id, CLIPSegProcessor.from_pretrained, what="CLIPSeg model")
-            model = load_pretrained(self.model_id, CLIPSegForImageSegmentation.from_pretrained, what="CLIPSeg model")
-            self._loaded = processor, model.to(self.device).eval()
+            self._loaded = load_processor_and_model(self.model_id, CLIPSegProcessor, CLIPSegForImageSegmentation,
+                                                    self.device, what="CLIPSeg model")
         return self._loaded
 
     def probabilities(self, image: Image.Image, phrase: str) -> np.ndarray:
@@ -93,19 +92,17 @@ class GroundedSAMGrounder:
         if self._detector is None:
             from transformers import AutoModelForZeroShotObjectDetection, AutoProcessor
 
-            processor = load_pretrained(self.detector_id, AutoProcessor.from_pretrained, what="GroundingDINO model")
-            model = load_pretrained(self.detector_id, AutoModelForZeroShotObjectDetection.from_pretrained,
-                                    what="GroundingDINO model")
-            self._detector = processor, model.to(self.device).eval()
+            self._detector = load_processor_and_model(self.detector_id, AutoProcessor,
+                                                      AutoModelForZeroShotObjectDetection, self.device,
+                                                      what="GroundingDINO model")
         return self._detector
 
     def _load_segmenter(self) -> tuple[Any, Any]:
         if self._segmenter is None:
             from transformers import SamModel, SamProcessor
 
-            processor = load_pretrained(self.segmenter_id, SamProcessor.from_pretrained, what="SAM model")
-            model = load_pretrained(self.segmenter_id, SamModel.from_pretrained, what="SAM model")
-            self._segmenter = processor, model.to(self.device).eval()
+            self._segmenter = load_processor_and_model(self.segmenter_id, SamProcessor, SamModel, self.device,
+                                                       what="SAM model")
         return self._segmenter
 
     def boxes(self, image: Image.Image, phrase: str) -> tuple[list[list[float]], list[float]]:
