@@ -8,8 +8,11 @@
 2. Plain vs grounded editing, every method: edit applied (the domain's oracle) and PSNR outside the exact edit
    mask. Both sides plan the instruction (``plan=True``), so grounding is the only difference; caption methods
    get the dataset's source and target captions on both sides.
-3. Multi-turn drift: 5-turn chains, each turn a separate request on the previous output; PSNR to the input
-   outside the union of the turns' exact masks so far, after each turn, plain vs grounded.
+3. Multi-turn drift: 5-turn chains, each turn a separate request on the previous output; PSNR to the input after
+   each turn, plain vs grounded (with and without the pixel paste-back), outside the union of the turns' own
+   grounded masks so far (the pixels no turn was allowed to touch; the same pixels for the plain chains) and
+   outside the union of the exact masks (the grounded masks' slack — dilation, a whole cell for an addition or a
+   move's destination — counts against it there).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import argparse
 import statistics
 import time
 from collections import defaultdict
+from dataclasses import replace
 
 import numpy as np
 
@@ -27,6 +31,7 @@ from instructedit.domain.chains import chain_mask, make_chain
 from instructedit.domain.edits import edited_objects
 from instructedit.domain.render import silhouette
 from instructedit.domain.user_wordings import user_worded
+from instructedit.errors import InstructEditError
 from instructedit.grounding import make_grounder
 from instructedit.grounding.regions import location_mask
 from instructedit.instructions import RuleBasedPlanner
@@ -91,20 +96,48 @@ def plain_vs_grounded(editor, samples, methods, ground) -> dict:
     return table
 
 
-def drift(editor, chains, ground, method="ip2p") -> dict[str, list[float]]:
-    curves = {}
-    for label, backend in (("plain", None), ("grounded", ground)):
-        per_turn = defaultdict(list)
-        for chain in chains:
-            image = chain[0].source_image()
-            source = np.asarray(image, dtype=np.float64)
-            for turn, sample in enumerate(chain):
-                image = editor.edit(request_for(sample, method, backend, image=image)).image
-                outside = ~chain_mask(chain[: turn + 1])
-                mse = float(((np.asarray(image, dtype=np.float64) - source) ** 2)[outside].mean())
-                per_turn[turn].append(100.0 if mse == 0 else 10 * np.log10(255.0**2 / mse))
-        curves[label] = [statistics.fmean(per_turn[t]) for t in sorted(per_turn)]
-    return curves
+def _psnr(image, source: np.ndarray, keep: np.ndarray) -> float:
+    mse = float(((np.asarray(image, dtype=np.float64) - source) ** 2)[keep].mean())
+    return 100.0 if mse == 0 else min(100.0, 10 * np.log10(255.0**2 / mse))
+
+
+def drift(editor, chains, ground, method="ip2p") -> dict:
+    """Per turn, mean PSNR to the input over two regions: outside the union of the turns' exact masks so far, and
+    outside the union of the grounded turns' own masks (and the exact ones), the same pixels for every chain
+    kind. Kinds: plain, grounded with latent blending only (no paste-back), grounded (the default)."""
+    kinds = {"plain": (None, {}), "latent blending only": (ground, {"paste_back": False}), "grounded": (ground, {})}
+    exact_curves, own_curves = defaultdict(lambda: defaultdict(list)), defaultdict(lambda: defaultdict(list))
+    failed = 0
+    for chain in chains:
+        source = np.asarray(chain[0].source_image(), dtype=np.float64)
+        outputs, own = {}, []
+        try:
+            for label, (backend, options) in kinds.items():
+                image, union, images = chain[0].source_image(), np.zeros(source.shape[:2], bool), []
+                for sample in chain:
+                    request = request_for(sample, method, backend, image=image)
+                    result = editor.edit(replace(request, ground_options=options) if backend else request)
+                    image = result.image
+                    images.append(image)
+                    if label == "grounded":
+                        union = union | (np.asarray(result.mask) > 0)
+                        own.append(union)
+                outputs[label] = images
+        except InstructEditError as error:
+            failed += 1
+            print(f"  chain {chain[0].id} left out: {error}", flush=True)
+            continue
+        for label, images in outputs.items():
+            for turn, image in enumerate(images):
+                exact = chain_mask(chain[: turn + 1])
+                exact_curves[label][turn].append(_psnr(image, source, ~exact))
+                own_curves[label][turn].append(_psnr(image, source, ~(exact | own[turn])))
+
+    def means(curves):
+        return {label: [statistics.fmean(per_turn[t]) for t in sorted(per_turn)] for label, per_turn in curves.items()}
+
+    return {"outside exact masks": means(exact_curves), "outside the turns' own masks": means(own_curves),
+            "chains": len(chains) - failed, "left out": failed}
 
 
 def grid(editor, samples, ground, path, method="ip2p", scale=2) -> None:
@@ -169,9 +202,12 @@ def main() -> None:
         chains = [make_chain("test", 1, i, turns=5, disjoint=False) for i in range(args.chains)]
         curves = drift(editor, chains, args.ground)
         figures["drift"] = curves
-        print(f"\nmulti-turn drift, ip2p, {len(chains)} chains: PSNR to the input outside the turns' masks")
-        for label, curve in curves.items():
-            print(f"  {label:<10}" + "".join(f"{v:8.1f}" for v in curve))
+        print(f"\nmulti-turn drift, ip2p, {curves['chains']} chains ({curves['left out']} left out): PSNR to the "
+              "input after each turn (100 = identical)")
+        for region in ("outside the turns' own masks", "outside exact masks"):
+            print(f"  {region}")
+            for label, curve in curves[region].items():
+                print(f"    {label:<22}" + "".join(f"{v:8.1f}" for v in curve))
     figures["seconds"] = round(time.perf_counter() - start)
     print(f"({figures['seconds']} s)")
     if args.json:

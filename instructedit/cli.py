@@ -16,6 +16,7 @@ import typer
 
 from .commandline import fail as _fail
 from .errors import InstructEditError, InvalidRequestError
+from .grounding import GROUNDER_NAMES
 
 app = typer.Typer(
     help="Edit images with words: SDEdit, DDIM encode-decode, DiffEdit, InstructPix2Pix.",
@@ -82,8 +83,8 @@ def edit(
                                               "canonical wording). Default: only where needed (caption methods "
                                               "given an instruction, --ground).")] = None,
     ground: Annotated[str | None, typer.Option(help="Confine the edit to the entity the instruction names, found by "
-                                               "this grounding backend: auto, builtin, attention, noise-difference, "
-                                               "clipseg, grounded-sam; off = no grounding.")] = None,
+                                               f"this grounding backend: auto, {', '.join(GROUNDER_NAMES)}; "
+                                               "off = no grounding.")] = None,
     dilate: Annotated[int | None, typer.Option(help="Pixels to grow a grounded mask by (default 2).")] = None,
     planner: Annotated[str | None, typer.Option(help="Planner: 'rules' (default, offline) or the URL of an "
                                                 "OpenAI-compatible chat-completions server; model and key from "

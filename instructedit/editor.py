@@ -47,7 +47,8 @@ class Editor:
     its attention processors are not safe to share), edits on different models run at the same time.
     ``max_pixels`` bounds the input images (a decompression-bomb guard; ``None`` removes it). ``planner`` turns
     instructions into edit plans (default: the rule-based planner; see :mod:`instructedit.instructions`), and
-    ``default_grounder`` names the grounding backend a request with ``ground="auto"`` uses. ``captioner`` (a
+    ``default_grounder`` names the grounding backend a request with ``ground="auto"`` uses (a phrase naming a
+    person — "the man", "her" — goes to the ``person`` backend instead). ``captioner`` (a
     :class:`~instructedit.captioning.Captioner` or its name, e.g. ``"builtin"`` or ``"blip"``) captions the
     source image when a caption method is given only an instruction, so each plan edits the whole image's
     caption; without one (or when the request has its own ``source``) the plan's local captions are used.
@@ -228,7 +229,7 @@ class Editor:
                 return None
             found = Grounding(plan.location, region, 1.0, "location")
         else:
-            found = self._grounder(method, request, options).ground(image, phrase)
+            found = self._grounder(method, request, options, phrase).ground(image, phrase)
         if not found.found or found.score < threshold:
             raise InvalidRequestError(
                 f"could not find '{phrase}' in the image ({found.backend} score {found.score:.2f} < {threshold}): "
@@ -243,10 +244,13 @@ class Editor:
         found.details["paste_back"] = paste_back
         return found
 
-    def _grounder(self, method: Method, request: EditRequest, options: dict):
+    def _grounder(self, method: Method, request: EditRequest, options: dict, phrase: str):
         from .grounding import make_grounder
+        from .grounding.person import names_person
 
-        name = request.ground if request.ground != "auto" else self.default_grounder
+        name = request.ground
+        if name == "auto":  # people are the selfie segmenter's; everything else the editor's default backend
+            name = "person" if names_person(phrase) else self.default_grounder
         if name in self._added_grounders:
             return self._added_grounders[name]
         key = (name, request.model or "", json.dumps(options, sort_keys=True, default=str))

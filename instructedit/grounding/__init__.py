@@ -8,6 +8,7 @@
 ``noise-difference``      DiffEdit's noise-difference map between the phrase and the empty prompt
 ``clipseg``               CLIPSeg through transformers (``CIDAS/clipseg-rd64-refined``)
 ``grounded-sam``          GroundingDINO boxes refined by SAM through transformers
+``person``                MediaPipe selfie segmentation: people and the background on real photos (offline)
 ========================  ===========================================================================
 """
 
@@ -27,6 +28,8 @@ GROUNDERS = {
     "noise-difference": "DiffEdit's noise-difference map between the phrase and the empty prompt",
     "clipseg": "CLIPSeg through transformers (CIDAS/clipseg-rd64-refined; needs the hub or a local copy)",
     "grounded-sam": "GroundingDINO boxes refined by SAM through transformers (needs the hub or local copies)",
+    "person": "MediaPipe selfie segmentation for people and the background on photos (offline; the [person] "
+              "extra); ground='auto' picks it for phrases that name a person",
 }
 """Each grounding backend and what it is, as ``instructedit methods`` lists them."""
 GROUNDER_NAMES = tuple(GROUNDERS)
@@ -41,6 +44,7 @@ def make_grounder(name: str, *, components=None, prompts=None, **options: Any) -
         "noise-difference": lambda: _diffusion("NoiseDifferenceGrounder", components, prompts, options),
         "clipseg": lambda: _import("open_vocabulary", "CLIPSegGrounder")(**options),
         "grounded-sam": lambda: _import("open_vocabulary", "GroundedSAMGrounder")(**options),
+        "person": lambda: _import("person", "PersonGrounder")(**options),
     }
     if name not in makers:
         raise InvalidRequestError(f"unknown grounding backend '{name}': choose one of {', '.join(GROUNDER_NAMES)}",
@@ -82,13 +86,14 @@ def dilate(mask: Image.Image, pixels: int) -> Image.Image:
 
 
 def paste_outside(original: Image.Image, edited: Image.Image, mask: Image.Image, feather: float = 1.0) -> Image.Image:
-    """``edited`` inside ``mask`` (0/255) and ``original`` outside it, blended over a ``feather``-pixel soft edge:
-    pixels the edit was not meant to touch are the input's exactly, not their trip through the VAE."""
+    """``edited`` inside ``mask`` (0/255) and ``original`` outside it, the seam softened by a ``feather``-pixel
+    blend that lies inside the mask: every pixel outside the mask is the input's exactly, not its trip through
+    the VAE, so content the edits did not name cannot drift however many turns follow."""
     import numpy as np
 
-    soft = mask.convert("L").filter(ImageFilter.GaussianBlur(feather)) if feather > 0 else mask.convert("L")
-    weight = np.maximum(np.asarray(soft, dtype=np.float32), np.asarray(mask.convert("L"), dtype=np.float32))
-    weight = (weight / 255.0)[..., None]
+    hard = np.asarray(mask.convert("L"), dtype=np.float32)
+    soft = np.asarray(mask.convert("L").filter(ImageFilter.GaussianBlur(feather)), np.float32) if feather > 0 else hard
+    weight = (np.where(hard > 0, soft, 0.0) / 255.0)[..., None]
     out = np.asarray(edited.convert("RGB"), np.float32) * weight + np.asarray(original.convert("RGB"), np.float32) * (
         1.0 - weight)
     return Image.fromarray(np.clip(np.rint(out), 0, 255).astype(np.uint8), "RGB")
