@@ -181,6 +181,46 @@ def methods(
         typer.echo(f"  {name}: {description}")
 
 
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on (127.0.0.1: this machine only).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    data: Annotated[Path, typer.Option(help="Folder for the job store and the result files.")] = Path(
+        "instructedit-data"),
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes claiming jobs (one per GPU).")] = 1,
+    api_key: Annotated[list[str] | None, typer.Option(help="Require this API key (repeatable).")] = None,
+    api_keys_file: Annotated[Path | None, typer.Option(help="Require one of the keys in this file, one a line.")
+                             ] = None,
+    max_queue: Annotated[int, typer.Option(min=1, help="Queued jobs beyond which submissions get 429.")] = 64,
+    max_upload_mb: Annotated[float, typer.Option(help="Largest upload accepted (413 beyond).")] = 20.0,
+    max_pixels: Annotated[int | None, typer.Option(help="Largest image in pixels (413 beyond).")] = None,
+    cors_origin: Annotated[list[str] | None, typer.Option(help="Allow browser pages from this origin (off by "
+                                                                "default; repeatable).")] = None,
+) -> None:
+    """Run the HTTP service and the web page: POST /v1/edits, GET /v1/jobs/{id}, /v1/images/edits, / ."""
+    try:
+        import uvicorn
+
+        from .inputs import DEFAULT_MAX_PIXELS
+        from .serving.app import create_app
+    except ImportError as exc:
+        raise _fail(f"the service needs its extra: pip install \"instructedit[serve]\" ({exc})") from None
+    keys = set(api_key or [])
+    if api_keys_file is not None:
+        try:
+            keys |= {line.strip() for line in api_keys_file.read_text().splitlines() if line.strip()}
+        except OSError as exc:
+            raise _fail(f"cannot read --api-keys-file {api_keys_file}: {exc.strerror}") from None
+        if not keys:
+            raise _fail(f"--api-keys-file {api_keys_file} holds no key: one key a line")
+    service = create_app(data, workers=workers, api_keys=frozenset(keys), max_queue=max_queue,
+                         max_upload_bytes=int(max_upload_mb * 2**20),
+                         max_pixels=DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels,
+                         cors_origins=tuple(cors_origin or ()))
+    typer.echo(f"instructedit service on http://{host}:{port}/ (data in {data})", err=True)
+    uvicorn.run(service, host=host, port=port, log_level="warning")
+
+
 def _mount_subcommands() -> None:
     from .domain.cli import app as domain_app
     from .evaluation.cli import register as register_evaluation

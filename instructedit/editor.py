@@ -125,6 +125,21 @@ class Editor:
             return self._edit_planned(method, request)
         return self._edit_once(method, request)
 
+    def check(self, request: EditRequest) -> None:
+        """Raise the error :meth:`edit` would raise for ``request``'s own fields (method, texts, image, mask,
+        params, seed), without loading a model or running anything: what a service answers before queueing."""
+        method = get_method(request.method)
+        if self._wants_plan(method, request):
+            validate_text(request.instruction, what="instruction")
+            read_inputs(request, needs=(), accepts_mask=method.accepts_mask, method=method.name,
+                        max_pixels=self.max_pixels)
+        else:
+            read_inputs(request, needs=method.needs, accepts_mask=method.accepts_mask, method=method.name,
+                        max_pixels=self.max_pixels,
+                        instruction_methods=[m.name for m in available_methods() if m.takes_instruction])
+        _check_seed(request.seed)
+        method.resolve(dict(request.params or {}))
+
     def _wants_plan(self, method: Method, request: EditRequest) -> bool:
         if request.plan is False or request.instruction is None or not str(request.instruction).strip():
             if request.plan is False and _grounded(request):
@@ -271,10 +286,7 @@ class Editor:
                                                              if m.takes_instruction],
         )
         image, mask, texts = inputs.image, inputs.mask, inputs.texts
-        seed = request.seed if request.seed is not None else random.randrange(2**32)
-        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64:
-            raise InvalidRequestError(f"seed must be an integer from 0 to 2**64-1, got {seed!r}: give e.g. seed=0",
-                                      field="seed", suggest={"seed": 0})
+        seed = _check_seed(request.seed if request.seed is not None else random.randrange(2**32))
         model = self.model_for(method, request.model)
         components = self.load(model)
         method.check_model(components)
@@ -313,6 +325,13 @@ class Editor:
 
 DEFAULT_DILATION = 2
 """Pixels a grounded mask grows by before editing (see :func:`instructedit.grounding.dilate`)."""
+
+
+def _check_seed(seed: object) -> object:
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64):
+        raise InvalidRequestError(f"seed must be an integer from 0 to 2**64-1, got {seed!r}: give e.g. seed=0",
+                                  field="seed", suggest={"seed": 0})
+    return seed
 
 
 def _grounded(request: EditRequest) -> bool:

@@ -77,10 +77,7 @@ def save_image(
     options = dict(options)
     if fmt == "PNG":
         if entries:
-            info = PngImagePlugin.PngInfo()
-            for key, value in entries.items():
-                info.add_text(key, value)  # falls back to iTXt when the value is not Latin-1
-            options["pnginfo"] = info
+            options["pnginfo"] = _png_info(entries)
     else:
         if image.mode not in ("RGB", "L"):
             image = _to_rgb(image, "(output)")
@@ -88,6 +85,23 @@ def save_image(
             options["exif"] = _metadata_exif(entries, target)
     _atomic_write(target, lambda stream: image.save(stream, format=fmt, **options))
     return target
+
+
+def encode_png(image: Image.Image, metadata: dict[str, str] | None = None) -> bytes:
+    """``image`` as PNG bytes with ``metadata`` in its text chunks, exactly as :func:`save_image` writes a .png."""
+    import io
+
+    entries = _check_metadata(metadata or {})
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", **({"pnginfo": _png_info(entries)} if entries else {}))
+    return buffer.getvalue()
+
+
+def _png_info(entries: dict[str, str]) -> PngImagePlugin.PngInfo:
+    info = PngImagePlugin.PngInfo()
+    for key, value in entries.items():
+        info.add_text(key, value)  # falls back to iTXt when the value is not Latin-1
+    return info
 
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:

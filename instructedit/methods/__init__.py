@@ -23,7 +23,8 @@ def get_method(name: str) -> Method:
     key = name.strip().lower().replace("_", "-")
     key = _ALIASES.get(key, key)
     if key not in _METHODS:
-        raise UnknownMethodError(f"unknown method '{name}': choose one of {', '.join(_METHODS)}")
+        raise UnknownMethodError(f"unknown method '{name}': choose one of {', '.join(_METHODS)}",
+                                 field="method")
     return _METHODS[key]
 
 
