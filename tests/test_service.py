@@ -6,9 +6,6 @@ import io
 import json
 import os
 import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -22,6 +19,8 @@ from instructedit.inputs import read_metadata
 
 fastapi = pytest.importorskip("fastapi")  # declared in the test extra: present in CI
 from fastapi.testclient import TestClient  # noqa: E402
+from service_process import free_port as _free_port  # noqa: E402
+from service_process import serve as _serve  # noqa: E402
 
 from instructedit.serving.app import create_app  # noqa: E402
 
@@ -61,9 +60,15 @@ class Gate:
         return self.editor.edit(request)
 
 
+def in_process(progress):
+    """A worker thread in the test's process (the service's default is worker processes, tested through
+    `instructedit serve` below), so tests can reach into it."""
+    return Editor(progress=progress)
+
+
 @pytest.fixture()
 def client(tmp_path):
-    with TestClient(create_app(tmp_path / "data")) as client:
+    with TestClient(create_app(tmp_path / "data", make_editor=in_process)) as client:
         yield client
 
 
@@ -134,16 +139,17 @@ def test_unknown_ids_are_404_and_ids_are_unguessable(client):
 
 def test_uploads_over_the_limits_are_413(tmp_path):
     big = _png(Image.effect_noise((200, 200), 60).convert("RGB"))
-    with TestClient(create_app(tmp_path / "d", max_upload_bytes=10_000, max_pixels=100_000)) as client:
+    app = create_app(tmp_path / "d", max_upload_bytes=10_000, max_pixels=100_000, make_editor=in_process)
+    with TestClient(app) as client:
         too_big = _submit(client, image=big)
         assert too_big.status_code == 413 and too_big.json()["error"]["param"] == "image"
-    with TestClient(create_app(tmp_path / "e", max_pixels=64 * 64 - 1)) as client:
+    with TestClient(create_app(tmp_path / "e", max_pixels=64 * 64 - 1, make_editor=in_process)) as client:
         too_many = _submit(client)
         assert too_many.status_code == 413 and "pixels" in too_many.json()["error"]["message"]
 
 
 def test_api_keys_are_required_when_set(tmp_path):
-    with TestClient(create_app(tmp_path / "d", api_keys=frozenset({"s3cret"}))) as client:
+    with TestClient(create_app(tmp_path / "d", api_keys=frozenset({"s3cret"}), make_editor=in_process)) as client:
         assert client.get("/v1/methods").status_code == 401
         assert client.get("/v1/methods", headers={"Authorization": "Bearer wrong"}).status_code == 401
         assert client.get("/v1/methods", headers={"Authorization": "Bearer s3cret"}).status_code == 200
@@ -216,29 +222,6 @@ def test_sessions_keep_turns_and_undo(client):
     assert [t["id"] for t in client.get(f"/v1/sessions/{session}").json()["turns"]] == [first["id"]]
     assert client.post("/v1/sessions/nope/undo").status_code == 404
     assert _submit(client, {**EDIT, "session": "nope"}).status_code == 404
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _serve(data: Path, port: int, *extra: str) -> subprocess.Popen:
-    process = subprocess.Popen([sys.executable, "-c", "from instructedit.cli import main; main()", "serve",
-                                "--data", str(data), "--port", str(port), *extra],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    import httpx
-
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    process.kill()
-    raise AssertionError(process.stderr.read().decode())
 
 
 def test_the_openai_client_edits_through_the_images_api(tmp_path):

@@ -134,6 +134,29 @@ def create_app(data: str | Path, **options: Any) -> FastAPI:
         return {"methods": [m.describe() for m in available_methods()], "grounders": GROUNDERS,
                 "captioners": CAPTIONERS, "planners": ["rules"]}
 
+    examples: list[tuple[str, bytes]] = []
+
+    def _examples() -> list[tuple[str, bytes]]:
+        if not examples:
+            from ..domain import generate_samples
+            from ..inputs.files import encode_png
+
+            for sample in generate_samples("test", 4, seed=0, heldout_fraction=1.0):
+                examples.append((sample.instruction, encode_png(sample.source_image())))
+        return examples
+
+    @app.get("/v1/examples")
+    def list_examples() -> list[dict[str, Any]]:
+        """Built-in example images (held-out scenes of the reference domain) with an instruction for each."""
+        return [{"id": i, "url": f"/v1/examples/{i}.png", "instruction": text} for i, (text, _) in
+                enumerate(_examples())]
+
+    @app.get("/v1/examples/{index}.png", response_class=Response)
+    def example(index: int) -> Response:
+        if not 0 <= index < len(_examples()):
+            raise ServiceError(404, f"no example {index}: see GET /v1/examples", "index")
+        return Response(_examples()[index][1], media_type="image/png")
+
     @app.post("/v1/edits", status_code=202)
     async def submit_edit(
         image: Annotated[UploadFile, File(description="the image to edit")],
@@ -207,7 +230,7 @@ def create_app(data: str | Path, **options: Any) -> FastAPI:
                     last = current
                 if job.state in FINAL:
                     return
-                await asyncio.sleep(0.1)
+                await asyncio.sleep(0.05)
 
         return StreamingResponse(events(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
@@ -415,8 +438,9 @@ def _wait(store: SQLiteJobStore, job_id: str, timeout: float) -> Job:
 
 
 class _Workers:
-    """The service's workers: threads of this process (``workers=1``, models shared with nothing else) or
-    processes (``workers>1``), each with its own editor, all claiming from the store."""
+    """The service's workers: processes, each with its own editor (models loaded once, kept warm; the HTTP
+    server never competes with them for the interpreter), all claiming from the store. With ``make_editor``
+    (tests, embedding) one worker thread of this process runs that editor instead."""
 
     def __init__(self, settings: ServiceSettings, store: SQLiteJobStore, blobs: BlobStore) -> None:
         self.settings, self.store, self.blobs = settings, store, blobs
@@ -428,7 +452,7 @@ class _Workers:
         from .worker import work
 
         self._stop.clear()
-        if self.settings.workers <= 1:
+        if self.settings.make_editor is not None:
             thread = threading.Thread(target=work, daemon=True, name="instructedit-worker", kwargs={
                 "store": self.store, "blobs": self.blobs, "stop": self._stop,
                 "make_editor": self.settings.make_editor, "max_pixels": self.settings.max_pixels})

@@ -69,7 +69,7 @@ class JobStore(Protocol):
                max_queued: int | None = None) -> Job | None: ...
     def get(self, job_id: str) -> Job | None: ...
     def claim(self, worker: str) -> Job | None: ...
-    def set_progress(self, job_id: str, progress: dict[str, Any]) -> bool: ...
+    def set_progress(self, job_id: str, progress: dict[str, Any] | None) -> bool: ...
     def finish(self, job_id: str, record: dict[str, Any], result: str, result_mask: str | None) -> bool: ...
     def fail(self, job_id: str, error: str, error_field: str | None = None) -> bool: ...
     def cancel(self, job_id: str) -> Job | None: ...
@@ -114,7 +114,7 @@ class SQLiteJobStore:
             db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
             db.row_factory = sqlite3.Row
             db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA synchronous=NORMAL")  # in WAL mode: safe against kill -9, a power cut may lose the last
             self._local.db = db
         return db
 
@@ -148,6 +148,8 @@ class SQLiteJobStore:
 
     def claim(self, worker: str) -> Job | None:
         """The oldest queued job, now running under ``worker`` (atomic across processes), or ``None``."""
+        if self._db().execute("SELECT 1 FROM jobs WHERE state=? LIMIT 1", (QUEUED,)).fetchone() is None:
+            return None  # the common idle case, without taking the write lock
         with self._transaction() as db:
             row = db.execute("SELECT id FROM jobs WHERE state=? ORDER BY created, rowid LIMIT 1", (QUEUED,)).fetchone()
             if row is None:
@@ -156,11 +158,14 @@ class SQLiteJobStore:
                        (RUNNING, time.time(), worker, row["id"]))
         return self.get(row["id"])
 
-    def set_progress(self, job_id: str, progress: dict[str, Any]) -> bool:
-        """Record progress; ``False`` when the job should stop (cancel requested, or no longer running)."""
-        with self._transaction() as db:
-            db.execute("UPDATE jobs SET progress=? WHERE id=? AND state=?", (json.dumps(progress), job_id, RUNNING))
-            row = db.execute("SELECT state, cancel_requested FROM jobs WHERE id=?", (job_id,)).fetchone()
+    def set_progress(self, job_id: str, progress: dict[str, Any] | None) -> bool:
+        """Record progress (``None``: only ask); ``False`` when the job should stop (cancel requested, or no
+        longer running)."""
+        if progress is not None:
+            with self._transaction() as db:
+                db.execute("UPDATE jobs SET progress=? WHERE id=? AND state=?",
+                           (json.dumps(progress), job_id, RUNNING))
+        row = self._db().execute("SELECT state, cancel_requested FROM jobs WHERE id=?", (job_id,)).fetchone()
         return row is not None and row["state"] == RUNNING and not row["cancel_requested"]
 
     def finish(self, job_id: str, record: dict[str, Any], result: str, result_mask: str | None) -> bool:

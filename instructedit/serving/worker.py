@@ -16,7 +16,10 @@ from typing import Any
 from ..errors import InstructEditError
 from .store import BlobStore, Job, JobStore
 
-POLL_SECONDS = 0.05
+POLL_SECONDS = 0.02
+PROGRESS_SECONDS = 0.1
+"""Progress is written at most this often (and at each loop's first and last step); cancellation is checked at
+every step."""
 
 
 class JobCancelled(Exception):
@@ -35,13 +38,18 @@ class _Progress:
 
     class _Bar:
         def __init__(self, owner: _Progress, total: int) -> None:
-            self.owner, self.total, self.step = owner, int(total), 0
+            self.owner, self.total, self.step, self.written = owner, int(total), 0, 0.0
             self._report()
 
         def _report(self) -> None:
-            owner = self.owner
-            if owner.job_id is not None and not owner.store.set_progress(
-                    owner.job_id, {"loop": owner.loop, "step": self.step, "total": self.total}):
+            owner, now = self.owner, time.monotonic()
+            if owner.job_id is None:
+                return
+            write = self.step in (0, self.total) or now - self.written >= PROGRESS_SECONDS
+            progress = {"loop": owner.loop, "step": self.step, "total": self.total} if write else None
+            if write:
+                self.written = now
+            if not owner.store.set_progress(owner.job_id, progress):
                 raise JobCancelled(owner.job_id)
 
         def update(self, n: int = 1) -> None:
@@ -99,6 +107,8 @@ def work(store: JobStore, blobs: BlobStore, *, stop: threading.Event | None = No
     editor = make_editor(progress) if make_editor else Editor(progress=progress, max_pixels=max_pixels)
     name = name or f"worker-{os.getpid()}-{threading.get_ident()}"
     stop = stop or threading.Event()
+    if parent_pid is not None:
+        _die_with_parent()
     while not stop.is_set():
         if parent_pid is not None and os.getppid() != parent_pid:
             return  # the service was killed: stop, its restart re-queues what was running
@@ -107,6 +117,20 @@ def work(store: JobStore, blobs: BlobStore, *, stop: threading.Event | None = No
             stop.wait(POLL_SECONDS)
             continue
         run_job(editor, store, blobs, job, progress, max_pixels)
+
+
+def _die_with_parent() -> None:
+    """On Linux, have the kernel kill this worker the moment the service process dies (even by kill -9), so no
+    orphan finishes a job its restarted service has queued again."""
+    import ctypes
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except OSError:  # pragma: no cover - no glibc: the getppid check in the loop remains
+            pass
 
 
 def wait_for(store: JobStore, job_id: str, timeout: float) -> Job | None:
