@@ -182,6 +182,34 @@ def methods(
 
 
 @app.command()
+def batch(
+    manifest: Annotated[Path, typer.Argument(help="JSONL file: one edit per line (image, instruction or "
+                                                  "source/target, method, params, seed, mask, model, id).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for images/ and results.jsonl.")],
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1, mps (default: the best available).")
+                      ] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar over the lines.")] = True,
+) -> None:
+    """Edit every line of MANIFEST; rerun the same command to resume (finished lines are never redone)."""
+    from .editor import Editor
+    from .serving.batch import run_batch
+
+    try:
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = lambda total: tqdm(total=total, desc="batch", unit="edit")  # noqa: E731
+        summary = run_batch(manifest, output, editor=Editor(device=device), progress=bar)
+    except InstructEditError as exc:
+        raise _fail(exc) from None
+    typer.echo(f"{summary.done} done, {summary.already_done} already done, {summary.failed} failed "
+               f"(each with its reason in {summary.results})")
+    if summary.failed:
+        raise typer.Exit(code=1)
+
+
+@app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on (127.0.0.1: this machine only).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,

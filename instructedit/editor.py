@@ -203,7 +203,8 @@ class Editor:
             if grounding is not None and grounding.details.get("paste_back"):
                 from .grounding import paste_outside
 
-                result = replace(result, image=paste_outside(image, result.image, grounding.mask))
+                result = replace(result, image=paste_outside(image, result.image, grounding.mask,
+                                                             feather=grounding.details["feather"]))
             image = result.image
             results.append(result)
             turns.append({**{k: v for k, v in result.record.to_dict().items()
@@ -237,6 +238,10 @@ class Editor:
         dilation = int(options.pop("dilation", DEFAULT_DILATION))
         threshold = float(options.pop("min_score", DEFAULT_THRESHOLD))
         paste_back = bool(options.pop("paste_back", True))
+        feather = float(options.pop("feather", DEFAULT_FEATHER))
+        if not 0 <= feather <= 16:
+            raise InvalidRequestError(f"ground_options feather must be 0 to 16 pixels, got {feather!r}",
+                                      field="ground_options.feather")
         phrase = plan.entity or ("the background" if plan.type == "background" else None)
         if phrase is None:  # an addition: the place it names, else the whole image
             region = location_mask(plan.location, image.size)
@@ -257,6 +262,7 @@ class Editor:
         found.mask = dilate(region, dilation)
         found.details["dilation"] = dilation
         found.details["paste_back"] = paste_back
+        found.details["feather"] = feather
         return found
 
     def _grounder(self, method: Method, request: EditRequest, options: dict, phrase: str):
@@ -325,6 +331,10 @@ class Editor:
 
 DEFAULT_DILATION = 2
 """Pixels a grounded mask grows by before editing (see :func:`instructedit.grounding.dilate`)."""
+DEFAULT_FEATHER = 0.0
+"""Pixels of soft seam (inside the mask) where a grounded edit's result meets the pasted-back input. 0: a hard
+seam, which lies in the dilation margin (background on both sides); a 1-pixel feather cost SDEdit 2 of 140
+edits on the 64-pixel domain, whose small objects reach that margin."""
 
 
 def _check_seed(seed: object) -> object:

@@ -285,3 +285,35 @@ def test_kill_9_loses_no_finished_result_and_reruns_the_interrupted_job_once(tmp
     finally:
         server.terminate()
         server.wait(10)
+
+
+def test_upload_names_never_reach_the_filesystem(client, tmp_path):
+    upload = {"image": ("../../../escaped.png", SCENE.read_bytes(), "image/png")}
+    job = _wait(client, client.post("/v1/edits", data=EDIT, files=upload).json()["id"])
+    assert job["state"] == "done"
+    assert not list(tmp_path.rglob("escaped*")) and not (tmp_path.parent / "escaped.png").exists()
+    assert client.get("/v1/jobs/..%2F..%2Fjobs.sqlite3/image").status_code == 404
+
+
+def test_workers_in_separate_connections_claim_each_job_exactly_once(tmp_path):
+    from instructedit.serving.store import SQLiteJobStore
+
+    path = tmp_path / "jobs.sqlite3"
+    submitted = {SQLiteJobStore(path).submit({"n": i}, "0" * 64).id for i in range(40)}
+    claimed: list[str] = []
+    lock = threading.Lock()
+
+    def worker(name: str) -> None:
+        store = SQLiteJobStore(path)
+        while (job := store.claim(name)) is not None:
+            with lock:
+                claimed.append(job.id)
+            assert store.finish(job.id, {}, "1" * 64 + ".png", None)
+            assert not store.finish(job.id, {}, "1" * 64 + ".png", None)  # a second finish changes nothing
+
+    threads = [threading.Thread(target=worker, args=(f"w{i}",)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(claimed) == sorted(submitted)
