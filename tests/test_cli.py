@@ -333,3 +333,14 @@ def test_console_script_exits_2_with_one_error_line(files, tmp_path):
     assert failed.stderr.strip().splitlines() == [failed.stderr.strip()]
     assert failed.stderr.startswith("error: image file") and "zero_byte.png" in failed.stderr
     assert not out.exists()
+
+
+def test_commands_that_do_not_edit_load_no_model_library():
+    import subprocess
+    import sys
+
+    code = ("import sys; from typer.testing import CliRunner; from instructedit.cli import app; "
+            "r = CliRunner().invoke(app, ['methods']); assert r.exit_code == 0, r.output; "
+            "print(sorted(m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

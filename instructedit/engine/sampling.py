@@ -32,7 +32,6 @@ def make_scheduler(template, kind: str | None = None):
     return cls.from_config(template.config)
 
 
-SCHEDULER_KINDS = ("ddim", "euler-ancestral", "euler", "dpm++")
 
 
 def steps_for_strength(num_inference_steps: int, strength: float) -> int:

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import torch
-
-from ..engine.blending import blend, mask_to_latent
-from ..engine.components import Components
-from ..engine.guidance import CFGDenoiser
-from ..engine.prompts import PromptEncoder
-from ..engine.sampling import SCHEDULER_KINDS, Progress, denoise
+from ..engine.names import SCHEDULER_KINDS
 from ..errors import InvalidModelError, InvalidRequestError
+
+if TYPE_CHECKING:  # declarations stay importable without torch (`instructedit methods`, the service's checks)
+    import torch
+
+    from ..engine.components import Components
+    from ..engine.guidance import CFGDenoiser
+    from ..engine.prompts import PromptEncoder
+    from ..engine.sampling import Progress
 
 Need = Literal["instruction", "source", "target"]
 
@@ -112,11 +114,15 @@ class EditContext:
 
     def text_denoiser(self, text: str, guidance_scale: float) -> CFGDenoiser:
         """A classifier-free-guided denoiser on ``text`` (the empty prompt is the unconditional branch)."""
+        from ..engine.guidance import CFGDenoiser
+
         uncond = self.prompts("") if guidance_scale > 1.0 else None
         return CFGDenoiser(self.unet, self.prompts(text), uncond, guidance_scale)
 
     def latent_mask(self, latent_size) -> torch.Tensor | None:
         """The user's mask at latent resolution (``None`` without one)."""
+        from ..engine.blending import mask_to_latent
+
         if self.mask is None:
             return None
         return mask_to_latent(self.mask, tuple(latent_size)).to(self.image.device)
@@ -127,6 +133,8 @@ class EditContext:
     ) -> MethodOutput:
         """Denoise ``latents`` over ``timesteps``; where ``mask`` (default: the user's) is 0, put back
         ``original_at(i)`` after every step i from ``start_step`` on (see :class:`KeepOutsideMask`)."""
+        from ..engine.sampling import denoise
+
         if mask is None:
             mask = self.latent_mask(latents.shape[-2:])
         keep = KeepOutsideMask(mask, original_at, start_step) if mask is not None else None
@@ -156,6 +164,8 @@ class KeepOutsideMask:
         self.mask, self.original_at, self.start_step = mask, original_at, start_step
 
     def __call__(self, i: int, t, latents: torch.Tensor) -> torch.Tensor:
+        from ..engine.blending import blend
+
         if i < self.start_step:
             return latents
         return blend(latents, self.original_at(i), self.mask)

@@ -24,12 +24,8 @@ Given the same components and seed this equals diffusers' ``StableDiffusionDiffE
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
-from ..engine.inversion import ddim_invert
-from ..engine.latents import encode_distribution, sample_latents
-from ..engine.localize import noise_difference_mask
-from ..engine.sampling import make_scheduler, strength_timesteps
 from .base import (
     ETA,
     GUIDANCE,
@@ -42,12 +38,17 @@ from .base import (
     trajectory_original,
 )
 
+if TYPE_CHECKING:
+    import torch
+
 
 def diffedit_mask(
     ctx: EditContext, distribution, *, num_inference_steps: int, guidance_scale: float, mask_encode_strength: float,
     num_maps_per_mask: int, mask_thresholding_ratio: float, mask_smoothing: float,
 ) -> torch.Tensor:
     """The 1x1xhxw 0/1 latent-resolution edit mask of DiffEdit's first step (target vs source caption)."""
+    from ..engine.localize import noise_difference_mask
+
     return noise_difference_mask(
         ctx.unet, ctx.components.scheduler, ctx.vae, distribution, ctx.generator,
         reference=ctx.prompts(ctx.source or ""), query=ctx.prompts(ctx.target), uncond=ctx.prompts(""),
@@ -63,6 +64,10 @@ class DiffEdit(Method):
         num_maps_per_mask, mask_thresholding_ratio, mask_smoothing, inpaint_strength, inversion_guidance_scale, eta,
         blend_alignment,
     ) -> MethodOutput:
+        from ..engine.inversion import ddim_invert
+        from ..engine.latents import encode_distribution, sample_latents
+        from ..engine.sampling import make_scheduler, strength_timesteps
+
         distribution = encode_distribution(ctx.vae, ctx.image)
         mask = ctx.latent_mask(distribution.mean.shape[-2:])
         produced = mask is None

@@ -7,9 +7,6 @@ discretisation error. ``strength`` is the encoding ratio: how far along the sche
 
 from __future__ import annotations
 
-from ..engine.inversion import ddim_invert
-from ..engine.latents import encode_distribution, sample_latents
-from ..engine.sampling import make_scheduler, strength_timesteps
 from .base import (
     ETA,
     GUIDANCE,
@@ -26,6 +23,10 @@ from .base import (
 class EncodeDecode(Method):
     def run(self, ctx: EditContext, *, strength, num_inference_steps, guidance_scale, inversion_guidance_scale, eta
             ) -> MethodOutput:
+        from ..engine.inversion import ddim_invert
+        from ..engine.latents import encode_distribution, sample_latents
+        from ..engine.sampling import make_scheduler, strength_timesteps
+
         template = ctx.components.scheduler
         original = sample_latents(encode_distribution(ctx.vae, ctx.image), ctx.generator, ctx.vae)
         trajectory = ddim_invert(

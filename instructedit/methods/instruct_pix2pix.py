@@ -9,11 +9,6 @@ the edit is made), only after the steps before ``mask_blend_start``.
 
 from __future__ import annotations
 
-from diffusers.utils.torch_utils import randn_tensor
-
-from ..engine.guidance import InstructPix2PixDenoiser
-from ..engine.latents import encode_distribution, mode_latents
-from ..engine.sampling import make_scheduler
 from .base import ETA, GUIDANCE, IP2P_MODEL, EditContext, Method, MethodOutput, Param, noised_original
 from .base import scheduler_param as _scheduler
 
@@ -21,6 +16,12 @@ from .base import scheduler_param as _scheduler
 class InstructPix2Pix(Method):
     def run(self, ctx: EditContext, *, num_inference_steps, guidance_scale, image_guidance_scale, eta, scheduler,
             mask_blend_start=0.0) -> MethodOutput:
+        from diffusers.utils.torch_utils import randn_tensor
+
+        from ..engine.guidance import InstructPix2PixDenoiser
+        from ..engine.latents import encode_distribution, mode_latents
+        from ..engine.sampling import make_scheduler
+
         sched = make_scheduler(ctx.components.scheduler, scheduler)
         sched.set_timesteps(num_inference_steps)
         distribution = encode_distribution(ctx.vae, ctx.image)

@@ -6,16 +6,17 @@ With a mask, the region outside it is put back (forward-noised with the same noi
 
 from __future__ import annotations
 
-from diffusers.utils.torch_utils import randn_tensor
-
-from ..engine.latents import encode_distribution, sample_latents
-from ..engine.sampling import make_scheduler, strength_timesteps
 from .base import ETA, GUIDANCE, STEPS, EditContext, Method, MethodOutput, Param, noised_original
 from .base import scheduler_param as _scheduler
 
 
 class SDEdit(Method):
     def run(self, ctx: EditContext, *, strength, num_inference_steps, guidance_scale, eta, scheduler) -> MethodOutput:
+        from diffusers.utils.torch_utils import randn_tensor
+
+        from ..engine.latents import encode_distribution, sample_latents
+        from ..engine.sampling import make_scheduler, strength_timesteps
+
         sched = make_scheduler(ctx.components.scheduler, scheduler)
         timesteps = strength_timesteps(sched, num_inference_steps, strength)
         original = sample_latents(encode_distribution(ctx.vae, ctx.image), ctx.generator, ctx.vae)
