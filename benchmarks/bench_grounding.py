@@ -96,7 +96,9 @@ def plain_vs_grounded(editor, samples, methods, ground) -> dict:
     return table
 
 
-def _psnr(image, source: np.ndarray, keep: np.ndarray) -> float:
+def _psnr(image, source: np.ndarray, keep: np.ndarray) -> float | None:
+    if not keep.any():
+        return None  # the masks cover the whole image (a relative move): nothing to keep
     mse = float(((np.asarray(image, dtype=np.float64) - source) ** 2)[keep].mean())
     return 100.0 if mse == 0 else min(100.0, 10 * np.log10(255.0**2 / mse))
 
@@ -130,8 +132,10 @@ def drift(editor, chains, ground, method="ip2p") -> dict:
         for label, images in outputs.items():
             for turn, image in enumerate(images):
                 exact = chain_mask(chain[: turn + 1])
-                exact_curves[label][turn].append(_psnr(image, source, ~exact))
-                own_curves[label][turn].append(_psnr(image, source, ~(exact | own[turn])))
+                for curves, keep in ((exact_curves, ~exact), (own_curves, ~(exact | own[turn]))):
+                    value = _psnr(image, source, keep)
+                    if value is not None:
+                        curves[label][turn].append(value)
 
     def means(curves):
         return {label: [statistics.fmean(per_turn[t]) for t in sorted(per_turn)] for label, per_turn in curves.items()}
