@@ -324,3 +324,25 @@ def test_workers_in_separate_connections_claim_each_job_exactly_once(tmp_path):
     for t in threads:
         t.join()
     assert sorted(claimed) == sorted(submitted)
+
+
+def test_several_worker_processes_share_the_queue(tmp_path):
+    import sqlite3
+
+    import httpx
+
+    data, port = tmp_path / "d", _free_port()
+    server = _serve(data, port, "--workers", "2")
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _until(lambda: httpx.get(f"{base}/healthz").json()["workers"] == 2, "two workers")
+        ids = [httpx.post(f"{base}/v1/edits", data={**EDIT, "seed": str(s), "params": '{"num_inference_steps": 20}'},
+                          files={"image": ("s.png", SCENE.read_bytes(), "image/png")}).json()["id"] for s in range(6)]
+        for job_id in ids:
+            _until(lambda i=job_id: httpx.get(f"{base}/v1/jobs/{i}").json()["state"] == "done", job_id)
+    finally:
+        server.terminate()
+        server.wait(10)
+    with sqlite3.connect(data / "jobs.sqlite3") as db:
+        rows = db.execute("SELECT worker, attempts FROM jobs").fetchall()
+    assert len({w for w, _ in rows}) == 2 and all(a == 1 for _, a in rows)  # both worked, each job ran once
