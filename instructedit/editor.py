@@ -52,14 +52,19 @@ class Editor:
     :class:`~instructedit.captioning.Captioner` or its name, e.g. ``"builtin"`` or ``"blip"``) captions the
     source image when a caption method is given only an instruction, so each plan edits the whole image's
     caption; without one (or when the request has its own ``source``) the plan's local captions are used.
+    ``cache_bytes`` bounds the :class:`~instructedit.engine.cache.EditCache` of results later edits of the same
+    image reuse (DDIM inversions: a sweep of strengths inverts once); 0 turns it off. Outputs are the same either
+    way.
     """
 
     def __init__(
         self, device: str | torch.device | None = None, dtype: str | torch.dtype | None = None,
         progress: ProgressFactory | bool = False, default_models: dict[str, str] | None = None,
         max_pixels: int | None = DEFAULT_MAX_PIXELS, planner=None, default_grounder: str = "builtin",
-        captioner=None,
+        captioner=None, cache_bytes: int = 512 * 2**20,
     ) -> None:
+        from .engine.cache import EditCache
+
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         self.progress = tqdm_progress() if progress is True else (progress or None)
@@ -74,6 +79,7 @@ class Editor:
         self._prompt_encoders: dict[int, PromptEncoder] = {}
         self._model_locks: dict[int, threading.Lock] = {}
         self._locks_lock = threading.Lock()
+        self.cache = EditCache(cache_bytes) if cache_bytes else None  # inversions reused by later edits
 
     def add_model(self, components: Components) -> None:
         """Use ``components`` built in memory whenever a request names ``components.name``."""
@@ -307,6 +313,7 @@ class Editor:
             mask=mask_to_tensor(pad_to_multiple(mask, components.vae_scale_factor)[0]).to(components.device)
             if mask is not None else None,
             progress=self.progress,
+            cache=self.cache,
             **texts,
         )
         with self._lock_for(components), torch.inference_mode(), UNetCounter(components.unet_forward) as counter:

@@ -27,7 +27,8 @@ def _pipeline(cls, components, scheduler=None):
 
 @pytest.fixture(scope="module")
 def editor():
-    return Editor(device="cpu")
+    # no edit cache: these tests count each edit's UNet calls, and several edit the same image with the same model
+    return Editor(device="cpu", cache_bytes=0)
 
 
 @pytest.mark.parametrize("prediction_type", PREDICTION_TYPES)

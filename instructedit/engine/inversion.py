@@ -22,8 +22,12 @@ def ddim_invert(
     num_inference_steps: int,
     strength: float = 1.0,
     progress: Progress | None = None,
+    prefix: list[torch.Tensor] | None = None,
 ) -> list[torch.Tensor]:
     """Invert clean ``latents`` to the noise level of ``strength``; return the trajectory, least noisy first.
+
+    ``prefix``: the first steps of this same inversion, already computed (a cached shorter one); the inversion
+    goes on from its last latent, exactly as if it had run them.
 
     ``trajectory[k]`` is the latent at the k-th ascending timestep, so ``trajectory[-1]`` is the starting point
     for decoding. Timesteps and noise schedule come from diffusers' ``DDIMInverseScheduler``; the step is
@@ -33,9 +37,11 @@ def ddim_invert(
 
     inverse = DDIMInverseScheduler.from_config(scheduler_template.config)
     timesteps = inversion_timesteps(inverse, num_inference_steps, strength)
-    trajectory = []
-    bar = progress(len(timesteps)) if progress else None
-    for t in timesteps:
+    trajectory = list(prefix or [])[: len(timesteps)]
+    if trajectory:
+        latents = trajectory[-1]
+    bar = progress(len(timesteps) - len(trajectory)) if progress else None
+    for t in timesteps[len(trajectory):]:
         output = denoiser(inverse.scale_model_input(latents, t), t)
         latents = inverse_ddim_step(inverse, output, t, latents)
         trajectory.append(latents)

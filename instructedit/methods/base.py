@@ -12,6 +12,7 @@ from ..errors import InvalidModelError, InvalidRequestError
 if TYPE_CHECKING:  # declarations stay importable without torch (`instructedit methods`, the service's checks)
     import torch
 
+    from ..engine.cache import EditCache
     from ..engine.components import Components
     from ..engine.guidance import CFGDenoiser
     from ..engine.prompts import PromptEncoder
@@ -103,6 +104,7 @@ class EditContext:
     target: str | None = None
     mask: torch.Tensor | None = None  # 1x1xHxW of 0/1 at image resolution, white = edit
     progress: Progress | None = None
+    cache: EditCache | None = None  # results reusable by the next edit of this image (inversions)
 
     @property
     def unet(self):
@@ -118,6 +120,31 @@ class EditContext:
 
         uncond = self.prompts("") if guidance_scale > 1.0 else None
         return CFGDenoiser(self.unet, self.prompts(text), uncond, guidance_scale)
+
+    def invert(self, text: str, guidance_scale: float, latents: torch.Tensor, num_inference_steps: int,
+               strength: float) -> list[torch.Tensor]:
+        """DDIM inversion of clean ``latents`` with ``text`` at ``guidance_scale`` up to ``strength``
+        (:func:`~instructedit.engine.inversion.ddim_invert`), taken from the edit cache as far as this model
+        already inverted these latents with this text and schedule, and stored there."""
+        from ..engine.cache import digest
+        from ..engine.inversion import ddim_invert
+        from ..engine.sampling import steps_for_strength
+
+        denoiser = self.text_denoiser(text, guidance_scale)
+        template = self.components.scheduler
+        if self.cache is None:
+            return ddim_invert(denoiser, template, latents, num_inference_steps, strength, progress=self.progress)
+        owner = self.components.unet
+        key = digest("ddim-inversion", self.components.name, id(owner), latents, self.prompts(text), guidance_scale,
+                     num_inference_steps, sorted(dict(template.config).items()))
+        steps = steps_for_strength(num_inference_steps, strength)
+        cached = self.cache.trajectory(key, steps, owner)
+        if len(cached) == steps:
+            return cached
+        trajectory = ddim_invert(denoiser, template, latents, num_inference_steps, strength, progress=self.progress,
+                                 prefix=cached)
+        self.cache.store(key, trajectory, owner)
+        return trajectory
 
     def latent_mask(self, latent_size) -> torch.Tensor | None:
         """The user's mask at latent resolution (``None`` without one)."""

@@ -64,7 +64,6 @@ class DiffEdit(Method):
         num_maps_per_mask, mask_thresholding_ratio, mask_smoothing, inpaint_strength, inversion_guidance_scale, eta,
         blend_alignment,
     ) -> MethodOutput:
-        from ..engine.inversion import ddim_invert
         from ..engine.latents import encode_distribution, sample_latents
         from ..engine.sampling import make_scheduler, strength_timesteps
 
@@ -80,10 +79,8 @@ class DiffEdit(Method):
             )
         template = ctx.components.scheduler
         original = sample_latents(distribution, ctx.generator, ctx.vae)
-        trajectory = ddim_invert(
-            ctx.text_denoiser(ctx.source or "", inversion_guidance_scale), template, original,
-            num_inference_steps, inpaint_strength, progress=ctx.progress,
-        )
+        trajectory = ctx.invert(ctx.source or "", inversion_guidance_scale, original, num_inference_steps,
+                                inpaint_strength)
         if blend_alignment == "diffusers":
             descending = trajectory[::-1]
             original_at = descending.__getitem__
