@@ -17,6 +17,7 @@ import typer
 from .commandline import fail as _fail
 from .errors import InstructEditError, InvalidRequestError
 from .grounding import GROUNDER_NAMES
+from .types import DEFAULT_METHOD
 
 app = typer.Typer(
     help="Edit images with words: SDEdit, DDIM encode-decode, DiffEdit, InstructPix2Pix.",
@@ -58,7 +59,7 @@ def edit(
     instruction: Annotated[str | None, typer.Argument(help="The edit, e.g. 'make the circle red'.")] = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the edited image (.png keeps the "
                                          "record in its text chunks).")] = Path("edited.png"),
-    method: Annotated[str, typer.Option(help="Editing method; see `instructedit methods`.")] = "ip2p",
+    method: Annotated[str, typer.Option(help="Editing method; see `instructedit methods`.")] = DEFAULT_METHOD,
     model: Annotated[str | None, typer.Option(help="Hub id or local diffusers folder; default: the method's "
                                               "built-in model.")] = None,
     source: Annotated[str | None, typer.Option(help="Caption of the input image.")] = None,

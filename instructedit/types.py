@@ -16,6 +16,10 @@ from .errors import InvalidRequestError
 _DATA_URL = "data:image/png;base64,"
 
 
+DEFAULT_METHOD = "ip2p"
+"""The method a request without one runs (InstructPix2Pix: it needs nothing but an instruction)."""
+
+
 @dataclass
 class EditRequest:
     """What a person asks for.
@@ -33,7 +37,7 @@ class EditRequest:
     source: str | None = None
     target: str | None = None
     mask: Image.Image | str | bytes | None = None
-    method: str = "ip2p"
+    method: str = DEFAULT_METHOD
     params: dict[str, Any] = field(default_factory=dict)
     seed: int | None = 0
     model: str | None = None  # hub id or local diffusers folder; None = the method's default model

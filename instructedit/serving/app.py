@@ -26,7 +26,9 @@ from fastapi.staticfiles import StaticFiles
 
 from ..errors import InstructEditError, InvalidImageError, InvalidMaskError
 from ..inputs import DEFAULT_MAX_PIXELS
+from ..types import DEFAULT_METHOD
 from .store import DONE, FINAL, BlobStore, Job, SQLiteJobStore
+from .worker import wait_for
 
 STATIC = Path(__file__).resolve().parent / "static"
 
@@ -164,7 +166,7 @@ def create_app(data: str | Path, **options: Any) -> FastAPI:
         instruction: Annotated[str | None, Form()] = None,
         source: Annotated[str | None, Form()] = None,
         target: Annotated[str | None, Form()] = None,
-        method: Annotated[str, Form()] = "ip2p",
+        method: Annotated[str, Form()] = DEFAULT_METHOD,
         params: Annotated[str, Form(description="JSON object of method parameters")] = "{}",
         seed: Annotated[int | None, Form()] = 0,
         model: Annotated[str | None, Form()] = None,
@@ -263,7 +265,8 @@ def create_app(data: str | Path, **options: Any) -> FastAPI:
         image: Annotated[UploadFile, File()],
         prompt: Annotated[str, Form()],
         mask: Annotated[UploadFile | None, File()] = None,
-        model: Annotated[str | None, Form(description="an instructedit method name; default ip2p")] = None,
+        model: Annotated[str | None, Form(description=f"an instructedit method name; default {DEFAULT_METHOD}")
+                         ] = None,
         n: Annotated[int, Form(ge=1, le=4)] = 1,
         size: Annotated[str | None, Form(description="WIDTHxHEIGHT of the output, or auto")] = None,
         response_format: Annotated[str, Form()] = "b64_json",
@@ -276,7 +279,7 @@ def create_app(data: str | Path, **options: Any) -> FastAPI:
             raise ServiceError(422, f"response_format must be b64_json or url, got {response_format!r}",
                                "response_format")
         try:
-            method = get_method(model or "ip2p").name
+            method = get_method(model or DEFAULT_METHOD).name
         except InstructEditError as exc:
             raise ServiceError(422, str(exc), "model") from None
         out_size = _size(size)
@@ -287,7 +290,7 @@ def create_app(data: str | Path, **options: Any) -> FastAPI:
                 for seed in range(n)]
         items = []
         for job in jobs:
-            finished = await asyncio.to_thread(_wait, store, job.id, settings.sync_timeout_s)
+            finished = await asyncio.to_thread(wait_for, store, job.id, settings.sync_timeout_s)
             if finished.state != DONE:
                 raise ServiceError(500 if finished.state != "queued" else 504,
                                    finished.error or f"the edit did not finish in {settings.sync_timeout_s} s",
@@ -338,13 +341,16 @@ def _accept(settings: ServiceSettings, checker, store: SQLiteJobStore, blobs: Bl
     """Check a request exactly as the CLI would (no model loaded), store its uploads, queue it."""
     from ..types import EditRequest
 
-    _check_pixels(image, settings.max_pixels)
     try:
         checker.check(EditRequest(image=image, mask=mask, **fields))
-    except InvalidImageError as exc:
-        raise ServiceError(422, str(exc), exc.field or "image") from None
-    except InvalidMaskError as exc:
-        raise ServiceError(422, str(exc), exc.field or "mask") from None
+    except (InvalidImageError, InvalidMaskError) as exc:
+        upload = "image" if isinstance(exc, InvalidImageError) else "mask"
+        if exc.field == "max_pixels":  # the loader's decompression-bomb guard: too large, not malformed
+            pixels = exc.suggest.get("max_pixels")
+            count = f"{pixels:,} pixels" if pixels else "too many pixels"
+            raise ServiceError(413, f"{upload} has {count}, over the service's limit of {settings.max_pixels:,} "
+                                    "pixels: downscale it first", upload) from None
+        raise ServiceError(422, str(exc), exc.field or upload) from None
     except InstructEditError as exc:
         raise ServiceError(422, str(exc), getattr(exc, "field", None)) from None
     try:
@@ -358,21 +364,6 @@ def _accept(settings: ServiceSettings, checker, store: SQLiteJobStore, blobs: Bl
         raise ServiceError(429, f"the queue is full ({settings.max_queue} jobs waiting): retry after "
                                 f"{settings.retry_after_s} s", None, {"Retry-After": str(settings.retry_after_s)})
     return job
-
-
-def _check_pixels(data: bytes, max_pixels: int | None) -> None:
-    import io
-
-    from PIL import Image
-
-    try:
-        with Image.open(io.BytesIO(data)) as probe:
-            width, height = probe.size
-    except Exception:  # noqa: BLE001 - unreadable files get the loader's own message later
-        return
-    if max_pixels is not None and width * height > max_pixels:
-        raise ServiceError(413, f"image is {width}x{height} = {width * height} pixels, over the limit of "
-                                f"{max_pixels}: downscale it first", "image")
 
 
 def _openai_mask(data: bytes) -> bytes:
@@ -429,12 +420,6 @@ def _done_or_409(store: SQLiteJobStore, job_id: str) -> Job:
         detail = f": {job.error}" if job.error else ""
         raise ServiceError(409, f"job {job_id} is {job.state}{detail}; its image exists once it is done", "job_id")
     return job
-
-
-def _wait(store: SQLiteJobStore, job_id: str, timeout: float) -> Job:
-    from .worker import wait_for
-
-    return wait_for(store, job_id, timeout)
 
 
 class _Workers:
