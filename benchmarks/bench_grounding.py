@@ -24,6 +24,7 @@ from collections import defaultdict
 from dataclasses import replace
 
 import numpy as np
+from sheets import image_sheet
 
 from instructedit import Editor, EditRequest
 from instructedit.domain import edit_applied, generate_samples, preservation
@@ -154,12 +155,7 @@ def grid(editor, samples, ground, path, method="ip2p", scale=2) -> None:
         grounded = editor.edit(request_for(s, method, ground))
         mask = (grounded.mask or Image.new("L", plain.size, 0)).convert("RGB")
         rows.append([s.source_image(), plain, grounded.image, s.target_image(), mask])
-    side = samples[0].size * scale
-    sheet = Image.new("RGB", (5 * side + 4 * 2, len(rows) * side + (len(rows) - 1) * 2), (255, 255, 255))
-    for r, row in enumerate(rows):
-        for c, tile in enumerate(row):
-            sheet.paste(tile.convert("RGB").resize((side, side), Image.Resampling.NEAREST), (c * (side + 2),
-                                                                                          r * (side + 2)))
+    sheet = image_sheet(rows, samples[0].size * scale)
     sheet.save(path)
     print(f"grid: {path} (input, plain, grounded, ground truth, mask; {method}, ground={ground})")
 

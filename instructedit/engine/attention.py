@@ -137,12 +137,15 @@ class CrossAttentionStore(AttentionController):
     ``AttentionStore``; attention-based grounding and UIP2P's attention loss read it).
 
     Only layers whose query count is at most ``max_resolution``² are kept (the paper uses 32x32 of a 64x64
-    latent; finer layers cost memory and say little). ``calls`` limits capture to those UNet calls.
+    latent; finer layers cost memory and say little). ``calls`` limits capture to those UNet calls, ``places``
+    to those parts of the UNet (``"down"``, ``"mid"``, ``"up"``).
     """
 
-    def __init__(self, max_resolution: int = 32, calls: Sequence[int] | None = None) -> None:
+    def __init__(self, max_resolution: int = 32, calls: Sequence[int] | None = None,
+                 places: Sequence[str] | None = None) -> None:
         self.max_resolution = max_resolution
         self.calls = None if calls is None else set(calls)
+        self.places = None if places is None else set(places)
         self.sums: dict[int, torch.Tensor] = {}  # query count -> (batch, queries, tokens) summed over heads
         self.counts: dict[int, int] = {}  # query count -> number of (layer, call, head) maps summed
 
@@ -153,7 +156,8 @@ class CrossAttentionStore(AttentionController):
 
     def probabilities(self, site: AttentionSite, probs: torch.Tensor) -> torch.Tensor:
         queries = probs.shape[-2]
-        if site.is_cross and queries <= self.max_resolution**2 and (self.calls is None or self.call in self.calls):
+        wanted = (self.calls is None or self.call in self.calls) and (self.places is None or site.place in self.places)
+        if site.is_cross and queries <= self.max_resolution**2 and wanted:
             summed = probs.detach().float().sum(dim=1)
             self.sums[queries] = self.sums[queries] + summed if queries in self.sums else summed
             self.counts[queries] = self.counts.get(queries, 0) + probs.shape[1]

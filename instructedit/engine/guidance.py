@@ -6,7 +6,7 @@ model output (noise, or v for v-prediction models). All guidance branches go thr
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 
@@ -39,6 +39,33 @@ class CFGDenoiser:
 
     def __call__(self, x: torch.Tensor, t) -> torch.Tensor:
         return guided_predictions(self.unet, x, t, [self.cond], self.uncond, self.guidance_scale)[0]
+
+
+class BatchCFGDenoiser:
+    """Classifier-free guidance over a batch of latents, each row with its own text (Prompt-to-Prompt's source and
+    target branches), in one UNet call laid out as the authors' code and diffusers' pipelines lay it out: every
+    unconditional row, then every conditional one.
+
+    ``uncond`` is one embedding for every step, or a mapping from timestep to embedding (null-text inversion's
+    optimised ones).
+    """
+
+    def __init__(self, unet, conds: torch.Tensor, uncond: torch.Tensor | Mapping[int, torch.Tensor] | None,
+                 guidance_scale: float) -> None:
+        self.unet, self.conds, self.uncond, self.guidance_scale = unet, conds, uncond, guidance_scale
+
+    @property
+    def guided(self) -> bool:
+        return self.guidance_scale > 1.0
+
+    def __call__(self, x: torch.Tensor, t) -> torch.Tensor:
+        if not self.guided:
+            return self.unet(x, t, encoder_hidden_states=self.conds, return_dict=False)[0]
+        uncond = self.uncond[int(t)] if isinstance(self.uncond, Mapping) else self.uncond
+        hidden = torch.cat([uncond.expand_as(self.conds), self.conds])
+        out = self.unet(torch.cat([x, x]), t, encoder_hidden_states=hidden, return_dict=False)[0]
+        uncond_out, cond_out = out.chunk(2)
+        return uncond_out + self.guidance_scale * (cond_out - uncond_out)
 
 
 class InstructPix2PixDenoiser:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -84,3 +85,78 @@ def inverse_ddim_step(inverse, output: torch.Tensor, t, sample: torch.Tensor) ->
     if inverse.config.clip_sample:
         original = original.clamp(-inverse.config.clip_sample_range, inverse.config.clip_sample_range)
     return (alpha_high.sqrt() * original + (1 - alpha_high).sqrt() * eps).to(sample.dtype)
+
+
+def null_text_optimise(
+    unet,
+    scheduler_template,
+    original: torch.Tensor,
+    trajectory: list[torch.Tensor],
+    cond: torch.Tensor,
+    uncond: torch.Tensor,
+    guidance_scale: float = 7.5,
+    *,
+    num_inner_steps: int = 10,
+    early_stop_epsilon: float = 1e-5,
+    learning_rate: float = 1e-2,
+    progress: Progress | None = None,
+) -> list[torch.Tensor]:
+    """Null-text inversion (Mokady et al. 2023): one unconditional embedding per DDIM step, optimised so that the
+    guided step from the current latent lands on the pivot (the DDIM inversion ``trajectory`` of ``original``).
+
+    As the authors' ``null_text_w_ptp.ipynb``: the embedding starts from ``uncond`` (then from the previous step's
+    result), Adam with learning rate ``learning_rate * (1 - i / 100)`` at step i, at most ``num_inner_steps``
+    updates, stopping early once the MSE falls below ``early_stop_epsilon + i * 2e-5``; the next step starts from
+    the latent the optimised guidance gives. Returns the embeddings in denoising order (one per timestep of the
+    full schedule, noisiest first). A loss that turns NaN stops with a clear error.
+    """
+    from diffusers import DDIMScheduler
+
+    from ..errors import NumericalError
+
+    scheduler = DDIMScheduler.from_config(scheduler_template.config)
+    scheduler.set_timesteps(len(trajectory))
+    pivots = [original, *trajectory]
+    embeddings: list[torch.Tensor] = []
+    bar = progress(num_inner_steps * len(trajectory)) if progress else None
+    # the editor runs under inference mode; optimising needs autograd and tensors made outside it
+    with torch.inference_mode(False), torch.enable_grad():
+        latent = pivots[-1].clone()
+        cond, embedding = cond.clone(), uncond.clone()
+        for i, t in enumerate(scheduler.timesteps):
+            target = pivots[-i - 2].clone()
+            embedding = embedding.detach().clone().requires_grad_(True)  # Adam updates in place
+            optimiser = torch.optim.Adam([embedding], lr=learning_rate * (1.0 - i / 100.0))
+            with torch.no_grad():
+                cond_out = unet(latent, t, encoder_hidden_states=cond, return_dict=False)[0]
+            done = 0
+            for _ in range(num_inner_steps):
+                uncond_out = unet(latent, t, encoder_hidden_states=embedding, return_dict=False)[0]
+                guided = uncond_out + guidance_scale * (cond_out - uncond_out)
+                rebuilt = scheduler.step(guided, t, latent, return_dict=False)[0]
+                loss = torch.nn.functional.mse_loss(rebuilt, target)
+                optimiser.zero_grad()
+                loss.backward()
+                optimiser.step()
+                done += 1
+                value = loss.item()
+                if not math.isfinite(value):
+                    raise NumericalError(
+                        f"null-text inversion diverged at step {i} (loss {value}): lower null_text_learning_rate "
+                        "or use inversion='negative-prompt'"
+                    )
+                if value < early_stop_epsilon + i * 2e-5:
+                    break
+            if bar is not None:
+                bar.update(num_inner_steps)  # the authors' bar counts the skipped updates too
+            embedding = embedding.detach()
+            embeddings.append(embedding[:1])
+            with torch.no_grad():
+                hidden = torch.cat([embedding, cond])
+                out = unet(torch.cat([latent, latent]), t, encoder_hidden_states=hidden, return_dict=False)[0]
+                uncond_out, cond_out = out.chunk(2)
+                guided = uncond_out + guidance_scale * (cond_out - uncond_out)
+                latent = scheduler.step(guided, t, latent, return_dict=False)[0]
+    if bar is not None:
+        bar.close()
+    return embeddings

@@ -167,21 +167,30 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--t2i", default=builtin_model("t2i"))
     parser.add_argument("--ip2p", default=builtin_model("ip2p"))
     parser.add_argument("--methods", default="ip2p,sdedit,encode-decode,diffedit")
+    parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                        help="a parameter for every method of the run (repeatable), e.g. inversion=ddim")
+    parser.add_argument("--skip-text-to-image", action="store_true", help="do not score the text-to-image model")
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
+    params = {}
+    for item in args.param:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            parser.error(f"--param {item!r}: give NAME=VALUE")
+        params[name] = value
     samples = held_out_samples(args.samples)
     editor = Editor(device="cpu")
     report: dict[str, Any] = {"samples": len(samples), "methods": {}}
     models = {"t2i": args.t2i, "ip2p": args.ip2p}
     for method in args.methods.split(","):
         model = models[get_method(method).model_kind]
-        quality = evaluate_method(editor, samples, method, model)
+        quality = evaluate_method(editor, samples, method, model, params=params)
         report["methods"][method] = quality.summary()
         types = " ".join(f"{k}={v:.2f}" for k, v in quality.applied_by_type.items())
         print(f"{method:<14} applied {quality.applied:.3f} (held-out phrasings {quality.applied_heldout_phrasing}) "
               f"PSNR-outside {quality.psnr_outside_mask:.2f} dB  L1 {quality.l1_outside_mask:.4f}  "
               f"{quality.seconds_per_edit:.3f} s/edit\n    {types}")
-    if args.t2i:
+    if args.t2i and not args.skip_text_to_image:
         t2i = evaluate_text_to_image(editor.load(args.t2i), samples[: max(1, args.samples // 2)])
         report["text_to_image"] = t2i
         print(f"text-to-image  caption accuracy {t2i['caption_accuracy']:.3f}, "

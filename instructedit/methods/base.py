@@ -146,6 +146,32 @@ class EditContext:
         self.cache.store(key, trajectory, owner)
         return trajectory
 
+    def null_text(self, text: str, guidance_scale: float, latents: torch.Tensor, trajectory: list[torch.Tensor],
+                  **options) -> list[torch.Tensor]:
+        """Null-text inversion's per-step unconditional embeddings for ``latents`` inverted along ``trajectory``
+        with ``text`` (:func:`~instructedit.engine.inversion.null_text_optimise`; ``options`` are its
+        keyword settings), from the edit cache when this model already optimised them, and stored there."""
+        from ..engine.cache import digest
+        from ..engine.inversion import null_text_optimise
+
+        cond, uncond = self.prompts(text), self.prompts("")
+
+        def optimise() -> list[torch.Tensor]:
+            return null_text_optimise(self.unet, self.components.scheduler, latents, trajectory, cond, uncond,
+                                      guidance_scale, progress=self.progress, **options)
+
+        if self.cache is None:
+            return optimise()
+        owner = self.components.unet
+        key = digest("null-text", self.components.name, id(owner), latents, trajectory[-1], cond, uncond,
+                     guidance_scale, sorted(options.items()), sorted(dict(self.components.scheduler.config).items()))
+        cached = self.cache.trajectory(key, len(trajectory), owner)
+        if len(cached) == len(trajectory):
+            return cached
+        embeddings = optimise()
+        self.cache.store(key, embeddings, owner)
+        return embeddings
+
     def latent_mask(self, latent_size) -> torch.Tensor | None:
         """The user's mask at latent resolution (``None`` without one)."""
         from ..engine.blending import mask_to_latent
