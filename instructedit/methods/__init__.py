@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from ..errors import UnknownMethodError
 from .base import EditContext, Method, MethodOutput, Param
+from .dac import METHOD as DAC
 from .diffedit import METHOD as DIFFEDIT
 from .encode_decode import METHOD as ENCODE_DECODE
 from .instruct_pix2pix import METHOD as INSTRUCT_PIX2PIX
 from .prompt_to_prompt import METHOD as PROMPT_TO_PROMPT
 from .sdedit import METHOD as SDEDIT
 
-_METHODS: dict[str, Method] = {m.name: m for m in (INSTRUCT_PIX2PIX, SDEDIT, ENCODE_DECODE, DIFFEDIT, PROMPT_TO_PROMPT)}
+_METHODS: dict[str, Method] = {
+    m.name: m for m in (INSTRUCT_PIX2PIX, SDEDIT, ENCODE_DECODE, DIFFEDIT, PROMPT_TO_PROMPT, DAC)
+}
 _ALIASES = {alias: m.name for m in _METHODS.values() for alias in m.aliases}
 
 
