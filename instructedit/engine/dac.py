@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InvalidModelError, NumericalError
+from .objective import noisy_latents_and_target
 
 UNET_ADAPTER, TEXT_ADAPTER = "dac_unet", "dac_text"
 # the authors' UNet LoRA covers attention, feed-forward, resnet convolutions, time embeddings and resamplers
@@ -106,14 +107,12 @@ def lora_state(model: torch.nn.Module, adapter: str) -> dict[str, torch.Tensor]:
 
 def diffusion_loss(unet, scheduler, latents: torch.Tensor, hidden: torch.Tensor, generator: torch.Generator,
                    on_timestep=None) -> torch.Tensor:
-    """The denoising loss at one random timestep and noise (the model's own target: noise or v)."""
-    t = torch.randint(0, scheduler.config.num_train_timesteps, (1,), generator=generator, device=generator.device)
-    noise = torch.randn(latents.shape, generator=generator, device=generator.device).to(latents)
+    """The denoising loss at one random timestep and noise (:func:`~instructedit.engine.objective.
+    noisy_latents_and_target`; ``generator`` on the CPU); ``on_timestep(t)`` runs before the UNet sees it."""
+    noisy, t, target = noisy_latents_and_target(latents, scheduler, generator)
     if on_timestep is not None:
         on_timestep(int(t))
-    noisy = scheduler.add_noise(latents, noise, t.to(latents.device))
-    target = noise if scheduler.config.prediction_type == "epsilon" else scheduler.get_velocity(latents, noise, t)
-    pred = unet(noisy, t.to(latents.device), encoder_hidden_states=hidden, return_dict=False)[0]
+    pred = unet(noisy, t, encoder_hidden_states=hidden, return_dict=False)[0]
     return F.mse_loss(pred.float(), target.float())
 
 

@@ -29,7 +29,7 @@ class DoublyAbductive(Method):
         original = sample_latents(encode_distribution(ctx.vae, ctx.image), ctx.generator, ctx.vae)
         train_scheduler = make_scheduler(components.scheduler, "ddim")
         # the abductions draw from their own generator, so a cached edit samples the same noise as a fresh one
-        training = torch.Generator(original.device).manual_seed(
+        training = torch.Generator().manual_seed(
             int(torch.randint(0, 2**62, (1,), generator=ctx.generator, device=ctx.generator.device)))
         owner = components.unet
         image_key = digest("dac-unet", components.name, id(owner), original, ctx.source, unet_rank, unet_steps,

@@ -13,9 +13,9 @@ import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMScheduler
 from diffusers.training_utils import compute_snr
 
-from ..errors import InvalidRequestError
+from ..engine.objective import PREDICTION_TYPES, check_prediction_type, noisy_latents_and_target, sample_timesteps
 
-PREDICTION_TYPES = ("epsilon", "v_prediction")
+__all__ = ["PREDICTION_TYPES", "check_prediction_type", "noisy_latents_and_target", "sample_timesteps"]
 
 
 def make_noise_scheduler(prediction_type: str = "epsilon", num_train_timesteps: int = 1000) -> DDPMScheduler:
@@ -34,33 +34,6 @@ def make_noise_scheduler(prediction_type: str = "epsilon", num_train_timesteps: 
 def inference_scheduler(noise_scheduler: DDPMScheduler) -> DDIMScheduler:
     """The DDIM scheduler saved with a pipeline: the same betas and prediction type as training (SD's settings)."""
     return DDIMScheduler.from_config(noise_scheduler.config, clip_sample=False, set_alpha_to_one=False, steps_offset=1)
-
-
-def check_prediction_type(prediction_type: str) -> str:
-    """Return ``prediction_type`` if supported, else raise InvalidRequestError."""
-    if prediction_type not in PREDICTION_TYPES:
-        raise InvalidRequestError(
-            f"prediction type '{prediction_type}' is not supported: use one of {', '.join(PREDICTION_TYPES)}.",
-            field="prediction_type",
-        )
-    return prediction_type
-
-
-def sample_timesteps(batch_size: int, scheduler: DDPMScheduler, generator: torch.Generator) -> torch.Tensor:
-    """Uniform integer timesteps in [0, num_train_timesteps) on the CPU."""
-    return torch.randint(0, scheduler.config.num_train_timesteps, (batch_size,), generator=generator).long()
-
-
-def noisy_latents_and_target(
-    latents: torch.Tensor, scheduler: DDPMScheduler, generator: torch.Generator
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Draw noise and timesteps; return (noisy latents, timesteps, regression target) for the scheduler's type."""
-    noise = torch.randn(latents.shape, generator=generator, dtype=torch.float32).to(latents.device, latents.dtype)
-    timesteps = sample_timesteps(latents.shape[0], scheduler, generator).to(latents.device)
-    noisy = scheduler.add_noise(latents, noise, timesteps)
-    prediction_type = check_prediction_type(scheduler.config.prediction_type)
-    target = noise if prediction_type == "epsilon" else scheduler.get_velocity(latents, noise, timesteps)
-    return noisy, timesteps, target
 
 
 def diffusion_loss(
