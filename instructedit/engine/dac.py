@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from ..errors import InvalidModelError, NumericalError
 from .objective import noisy_latents_and_target
+from .prompts import encode_text
 
 UNET_ADAPTER, TEXT_ADAPTER = "dac_unet", "dac_text"
 # the authors' UNet LoRA covers attention, feed-forward, resnet convolutions, time embeddings and resamplers
@@ -67,17 +68,6 @@ def set_lora_scale(model: torch.nn.Module, adapter: str, scale: float) -> None:
 def text_targets(text_encoder: torch.nn.Module) -> list[str]:
     names = {name.rsplit(".", 1)[-1] for name, _ in text_encoder.named_modules()}
     return TEXT_TARGETS["clip"] if "q_proj" in names else TEXT_TARGETS["bert"]
-
-
-def encode(tokenizer, text_encoder, text: str) -> torch.Tensor:
-    """Hidden states of ``text`` as :class:`~instructedit.engine.prompts.PromptEncoder` computes them, uncached and
-    differentiable (the text encoder carries a LoRA being trained or subtracted)."""
-    tokens = tokenizer([text], padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
-                       return_tensors="pt")
-    use_mask = getattr(text_encoder.config, "use_attention_mask", False)
-    device = text_encoder.device
-    mask = tokens.attention_mask.to(device) if use_mask else None
-    return text_encoder(tokens.input_ids.to(device), attention_mask=mask)[0].to(text_encoder.dtype)
 
 
 def add_lora(model: torch.nn.Module, adapter: str, rank: int, targets: list[str], seed: int = 0
@@ -174,7 +164,7 @@ def abduct(unet, text_encoder, tokenizer, scheduler, latents: torch.Tensor, sour
             _load(unet, UNET_ADAPTER, unet_lora)
         else:
             with torch.no_grad():
-                source_hidden = encode(tokenizer, text_encoder, source).clone()
+                source_hidden = encode_text(tokenizer, text_encoder, source).clone()
             _fit(unet_params, lambda: diffusion_loss(forward, scheduler, latents, source_hidden, generator),
                  settings.unet_steps, settings.learning_rate, "abduction 1 (UNet LoRA)", progress)
         for p in unet_params:
@@ -182,7 +172,7 @@ def abduct(unet, text_encoder, tokenizer, scheduler, latents: torch.Tensor, sour
         text_params = add_lora(text_encoder, TEXT_ADAPTER, settings.text_rank, text_targets(text_encoder), seed + 1)
 
         def text_loss() -> torch.Tensor:
-            hidden = encode(tokenizer, text_encoder, target)
+            hidden = encode_text(tokenizer, text_encoder, target)
             return diffusion_loss(forward, scheduler, latents, hidden, generator, on_timestep=lambda t: set_lora_scale(
                 unet, UNET_ADAPTER, annealed_scale(t, settings.annealing, scheduler.config.num_train_timesteps - 1)))
 

@@ -72,7 +72,7 @@ class PromptToPrompt(AttentionController):
         cond = probs[probs.shape[0] // 2 :] if self.guided else probs
         step = self.call
         if site.is_cross:
-            alpha = torch.tensor(1.0 if step < self.cross_until else 0.0, dtype=cond.dtype, device=cond.device)
+            alpha = 1.0 if step < self.cross_until else 0.0  # the authors' per-step weight, no allocation per call
             base, replace = cond[0], cond[1:]
             cond[1:] = self.cross_edit(base, replace) * alpha + (1 - alpha) * replace
         elif step < self.self_until and cond.shape[-2] <= self.self_max_queries:

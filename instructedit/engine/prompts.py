@@ -11,6 +11,18 @@ import torch
 logger = logging.getLogger(__name__)
 
 
+def encode_text(tokenizer, text_encoder, text: str) -> torch.Tensor:
+    """Hidden states of ``text``, tokenized as diffusers' ``encode_prompt`` does (padded to the encoder's length),
+    uncached; differentiable outside ``no_grad`` (DAC trains a LoRA through it)."""
+    tokens = tokenizer([text], padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                       return_tensors="pt")
+    use_mask = getattr(text_encoder.config, "use_attention_mask", False)
+    device = text_encoder.device
+    attention_mask = tokens.attention_mask.to(device) if use_mask else None
+    hidden = text_encoder(tokens.input_ids.to(device), attention_mask=attention_mask)[0]
+    return hidden.to(text_encoder.dtype)
+
+
 class PromptEncoder:
     """Text -> hidden states of the text encoder, tokenized as diffusers' ``encode_prompt`` does.
 
@@ -27,20 +39,12 @@ class PromptEncoder:
         self._lock = threading.Lock()
 
     def _encode(self, text: str) -> torch.Tensor:
-        tokens = self.tokenizer(
-            [text], padding="max_length", max_length=self.tokenizer.model_max_length, truncation=True,
-            return_tensors="pt",
-        )
         full_length = len(self.tokenizer(text).input_ids)
         if full_length > self.tokenizer.model_max_length:
             logger.warning("text longer than %d tokens is truncated: %r", self.tokenizer.model_max_length, text)
-        use_mask = getattr(self.text_encoder.config, "use_attention_mask", False)
-        device = self.text_encoder.device
-        attention_mask = tokens.attention_mask.to(device) if use_mask else None
         self.calls += 1
         with torch.no_grad():
-            hidden = self.text_encoder(tokens.input_ids.to(device), attention_mask=attention_mask)[0]
-        return hidden.to(self.text_encoder.dtype)
+            return encode_text(self.tokenizer, self.text_encoder, text)
 
     def __call__(self, texts: list[str] | str) -> torch.Tensor:
         """A batch of embeddings, one row per text, in the given order."""

@@ -20,6 +20,7 @@ class DoublyAbductive(Method):
         from ..engine.cache import digest
         from ..engine.guidance import CFGDenoiser
         from ..engine.latents import encode_distribution, sample_latents
+        from ..engine.prompts import encode_text
         from ..engine.sampling import denoise, make_scheduler
 
         dac.require_peft()
@@ -49,8 +50,8 @@ class DoublyAbductive(Method):
                     ctx.cache.store(full_key, [*loras.unet.values(), *loras.text_encoder.values()], owner)
             dac.set_lora_scale(text_encoder, dac.TEXT_ADAPTER, -1.0)
             with torch.no_grad():
-                cond = dac.encode(tokenizer, text_encoder, ctx.target)
-                uncond = dac.encode(tokenizer, text_encoder, "") if guidance_scale > 1 else None
+                cond = encode_text(tokenizer, text_encoder, ctx.target)
+                uncond = encode_text(tokenizer, text_encoder, "") if guidance_scale > 1 else None
             scheduler = make_scheduler(components.scheduler, "ddim")
             scheduler.set_timesteps(num_inference_steps)
             noise = randn_tensor(tuple(original.shape), generator=ctx.generator, device=original.device,
