@@ -19,7 +19,7 @@ from .engine.geometry import crop_to, pad_to_multiple
 from .engine.guidance import UNetCounter
 from .engine.latents import decode, image_to_tensor, mask_to_tensor, tensor_to_image
 from .engine.prompts import PromptEncoder
-from .errors import InvalidRequestError
+from .errors import InvalidModelError, InvalidRequestError
 from .inputs import DEFAULT_MAX_PIXELS, read_inputs, validate_text
 from .methods import available_methods, get_method
 from .methods.base import EditContext, Method
@@ -54,19 +54,27 @@ class Editor:
     caption; without one (or when the request has its own ``source``) the plan's local captions are used.
     ``cache_bytes`` bounds the :class:`~instructedit.engine.cache.EditCache` of results later edits of the same
     image reuse (DDIM inversions: a sweep of strengths inverts once); 0 turns it off. Outputs are the same either
-    way.
+    way. ``memory`` (:class:`~instructedit.engine.pipelines.MemoryOptions`: offload, VAE tiling, quantised
+    weights ...) applies to the methods that wrap a whole diffusers pipeline (Kontext, Qwen-Image-Edit ...), which
+    on CUDA run in bfloat16 unless ``dtype`` is given.
     """
 
     def __init__(
         self, device: str | torch.device | None = None, dtype: str | torch.dtype | None = None,
         progress: ProgressFactory | bool = False, default_models: dict[str, str] | None = None,
         max_pixels: int | None = DEFAULT_MAX_PIXELS, planner=None, default_grounder: str = "builtin",
-        captioner=None, cache_bytes: int = 512 * 2**20,
+        captioner=None, cache_bytes: int = 512 * 2**20, memory=None,
     ) -> None:
         from .engine.cache import EditCache
+        from .engine.pipelines import MemoryOptions, PipelineCache
 
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
+        # the large pipeline editors are published in bfloat16: on CUDA they get it unless a dtype is given
+        self.pipeline_dtype = self.dtype if dtype is not None or self.device.type != "cuda" else torch.bfloat16
+        self.memory = memory if memory is not None else MemoryOptions()
+        self._pipelines = PipelineCache()
+        self._family_checked: set[str] = set()
         self.progress = tqdm_progress() if progress is True else (progress or None)
         self.default_models = dict(default_models or {})
         self.max_pixels = max_pixels
@@ -84,6 +92,42 @@ class Editor:
     def add_model(self, components: Components) -> None:
         """Use ``components`` built in memory whenever a request names ``components.name``."""
         self._models.put(components)
+
+    def add_pipeline(self, pipe, name: str) -> None:
+        """Use the diffusers pipeline ``pipe`` built in memory whenever a pipeline method's request names
+        ``name``."""
+        self._pipelines.put(pipe, name)
+
+    def load_pipeline(self, method: Method, name: str):
+        """The :class:`~instructedit.engine.pipelines.LoadedPipeline` ``method`` runs model ``name`` as, loaded
+        on first use (a clear error naming the ``model`` field when the model is of another family)."""
+        from .engine.pipelines import pipeline_config
+
+        added = self._pipelines.added(name)
+        if added is not None:
+            return self._pipelines.as_class(added, method.pipeline_for(added.class_name))
+        config = pipeline_config(name)
+        run_as = method.pipeline_for(str(config.get("_class_name")))
+        return self._pipelines.get(name, run_as, self.device, self.pipeline_dtype, self.memory, config)
+
+    def _check_family(self, method: Method, model: str) -> None:
+        """A clear error, before loading, when ``model`` is a pipeline only a pipeline method runs (an SDXL
+        InstructPix2Pix, a FLUX or Qwen editor) and ``method`` composes Stable-Diffusion components."""
+        if model in self._family_checked:
+            return
+        from .engine.pipelines import model_class_name
+
+        class_name = model_class_name(model)
+        fitting = [m for m in available_methods() if m.runs_pipeline and class_name in getattr(m, "pipelines", {})]
+        from .methods.base import MODEL_KINDS
+
+        if fitting and not any(m.model_kind in MODEL_KINDS for m in fitting):
+            raise InvalidModelError(
+                f"'{model}' is a {class_name}, which {method.name} cannot run: use method='{fitting[0].name}' for "
+                f"it, or give {method.name} a model='{method.default_model}'-style checkpoint",
+                field="model", suggest={"method": fitting[0].name},
+            )
+        self._family_checked.add(model)
 
     def add_grounder(self, grounder, default: bool = False) -> None:
         """Use ``grounder`` (any :class:`~instructedit.grounding.Grounder`) when a request grounds with its
@@ -112,8 +156,11 @@ class Editor:
             return self._prompt_encoders[key]
 
     def _lock_for(self, components: Components) -> threading.Lock:
+        return self._lock_for_module(components.unet)
+
+    def _lock_for_module(self, module) -> threading.Lock:
         with self._locks_lock:
-            return self._model_locks.setdefault(id(components.unet), threading.Lock())
+            return self._model_locks.setdefault(id(module), threading.Lock())
 
     def edit(self, request: EditRequest) -> EditResult:
         """Run ``request``; the result holds the edited image, the mask used or produced, and the record.
@@ -290,7 +337,39 @@ class Editor:
             self._grounders[key] = make_grounder(name, components=components, **options)
         return self._grounders[key]
 
+    def _edit_pipeline(self, method: Method, request: EditRequest, mask_source: str | None = None) -> EditResult:
+        start = time.perf_counter()
+        inputs = read_inputs(
+            request, needs=method.needs, accepts_mask=method.accepts_mask, method=method.name,
+            max_pixels=self.max_pixels, instruction_methods=[m.name for m in available_methods()
+                                                             if m.takes_instruction],
+        )
+        seed = _check_seed(request.seed if request.seed is not None else random.randrange(2**32))
+        model = self.model_for(method, request.model)
+        loaded = self.load_pipeline(method, model)
+        params = method.resolve(dict(request.params or {}), _model_defaults(model).get(method.name))
+        # a CPU generator: the pipelines draw their noise on the CPU from it, so a seed means the same on any device
+        generator = torch.Generator("cpu").manual_seed(seed)
+        with self._lock_for_module(loaded.denoiser), torch.inference_mode(), UNetCounter(loaded.denoiser) as counter:
+            edited = method.call(loaded.pipe, image=inputs.image, mask=inputs.mask, texts=inputs.texts, params=params,
+                                 generator=generator)
+        if edited.size != inputs.image.size:  # the pipelines work at their own resolutions; answer at the input's
+            edited = edited.resize(inputs.image.size, Image.Resampling.LANCZOS)
+        texts = inputs.texts
+        record = EditRecord(
+            method=method.name, model=model, params=params, seed=seed,
+            instruction=texts.get("instruction"), source=texts.get("source"), target=texts.get("target"),
+            image_size=inputs.image.size, wall_time_s=round(time.perf_counter() - start, 4),
+            unet_calls=counter.calls, unet_evals=counter.evals,
+            mask_source=None if inputs.mask is None else (mask_source or "user"),
+            device=str(loaded.device), dtype=str(loaded.dtype).removeprefix("torch."), version=__version__,
+            model_revision=loaded.revision, memory=loaded.memory.to_dict(),
+        )
+        return EditResult(image=edited.convert("RGB"), record=record, mask=inputs.mask)
+
     def _edit_once(self, method: Method, request: EditRequest, mask_source: str | None = None) -> EditResult:
+        if method.runs_pipeline:
+            return self._edit_pipeline(method, request, mask_source)
         start = time.perf_counter()
         inputs = read_inputs(
             request, needs=method.needs, accepts_mask=method.accepts_mask, method=method.name,
@@ -300,6 +379,7 @@ class Editor:
         image, mask, texts = inputs.image, inputs.mask, inputs.texts
         seed = _check_seed(request.seed if request.seed is not None else random.randrange(2**32))
         model = self.model_for(method, request.model)
+        self._check_family(method, model)
         components = self.load(model)
         method.check_model(components)
         params = method.resolve(dict(request.params or {}), components.defaults.get(method.name))
@@ -342,6 +422,12 @@ DEFAULT_FEATHER = 0.0
 """Pixels of soft seam (inside the mask) where a grounded edit's result meets the pasted-back input. 0: a hard
 seam, which lies in the dilation margin (background on both sides); a 1-pixel feather cost SDEdit 2 of 140
 edits on the 64-pixel domain, whose small objects reach that margin."""
+
+
+def _model_defaults(name: str) -> dict:
+    from .engine.components import read_model_defaults
+
+    return read_model_defaults(name)
 
 
 def _check_seed(seed: object) -> object:

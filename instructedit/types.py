@@ -144,6 +144,8 @@ class EditRecord:
     plans: list[dict[str, Any]] | None = None  # the edit plans, in the order applied
     turns: list[dict[str, Any]] | None = None  # one record per plan applied (texts, mask, grounding, calls)
     captioner: str | None = None  # who wrote the source caption the plans were read against, None = no captioner
+    model_revision: str | None = None  # hub commit or local-folder digest of a pipeline method's weights
+    memory: dict[str, Any] | None = None  # a pipeline method's memory options (offload, tiling, quantisation)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -140,3 +140,9 @@ def equalizer(text: str, weights: dict[str, float], tokenizer) -> torch.Tensor:
             )
         scale[:, positions] = float(weight)
     return scale
+
+
+def changed_words(source: str, target: str) -> tuple[list[str], list[str]]:
+    """The words of each caption the other lacks (the default local-blend words)."""
+    a, b = source.split(" "), target.split(" ")
+    return [w for w in a if w not in b], [w for w in b if w not in a]

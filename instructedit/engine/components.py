@@ -94,7 +94,8 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
     return _DTYPES[dtype]
 
 
-def _read_defaults(name: str) -> dict[str, dict[str, Any]]:
+def read_model_defaults(name: str) -> dict[str, dict[str, Any]]:
+    """Per-method parameter defaults from ``instructedit.json`` in a model folder (``{}`` elsewhere)."""
     path = Path(name).expanduser() / "instructedit.json"
     if not path.exists():
         return {}
@@ -123,7 +124,8 @@ def load_components(name: str, device: str | torch.device | None = None, dtype: 
         scheduler = DDIMScheduler.from_pretrained(source, subfolder="scheduler")
         for module in (unet, vae, text_encoder):
             module.to(device).eval().requires_grad_(False)
-        return Components(unet, vae, text_encoder, tokenizer, scheduler, name=name, defaults=_read_defaults(source))
+        return Components(unet, vae, text_encoder, tokenizer, scheduler, name=name,
+                          defaults=read_model_defaults(source))
 
     source = name
     if (Path(name).expanduser() / "text_encoder" / EXTERNAL_FILE).is_file():

@@ -105,7 +105,8 @@ class InstructPix2PixDenoiser:
 class UNetCounter:
     """Counts forward calls (network evaluations) and the batch items they carry, via a forward pre-hook.
 
-    Works on any ``nn.Module``, so our methods and diffusers' pipelines are measured the same way.
+    Works on any ``nn.Module`` whose first input is the batch (a UNet's ``sample``, a transformer's
+    ``hidden_states``), so our methods and diffusers' pipelines are measured the same way.
     """
 
     def __init__(self, unet) -> None:
@@ -115,7 +116,7 @@ class UNetCounter:
         self._handle = None
 
     def _hook(self, module, args, kwargs) -> None:
-        sample = args[0] if args else kwargs["sample"]
+        sample = args[0] if args else kwargs.get("sample", kwargs.get("hidden_states"))
         self.calls += 1
         self.evals += int(sample.shape[0])
 

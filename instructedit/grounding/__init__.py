@@ -20,6 +20,7 @@ from typing import Any
 from PIL import Image, ImageFilter
 
 from ..errors import InvalidRequestError
+from ..inputs import paste_outside
 from .base import DEFAULT_THRESHOLD, Grounder, Grounding, binary_mask, check_phrase
 
 GROUNDERS = {
@@ -83,20 +84,6 @@ def dilate(mask: Image.Image, pixels: int) -> Image.Image:
     if pixels <= 0:
         return mask
     return mask.filter(ImageFilter.MaxFilter(2 * int(pixels) + 1))
-
-
-def paste_outside(original: Image.Image, edited: Image.Image, mask: Image.Image, feather: float = 1.0) -> Image.Image:
-    """``edited`` inside ``mask`` (0/255) and ``original`` outside it, the seam softened by a ``feather``-pixel
-    blend that lies inside the mask: every pixel outside the mask is the input's exactly, not its trip through
-    the VAE, so content the edits did not name cannot drift however many turns follow."""
-    import numpy as np
-
-    hard = np.asarray(mask.convert("L"), dtype=np.float32)
-    soft = np.asarray(mask.convert("L").filter(ImageFilter.GaussianBlur(feather)), np.float32) if feather > 0 else hard
-    weight = (np.where(hard > 0, soft, 0.0) / 255.0)[..., None]
-    out = np.asarray(edited.convert("RGB"), np.float32) * weight + np.asarray(original.convert("RGB"), np.float32) * (
-        1.0 - weight)
-    return Image.fromarray(np.clip(np.rint(out), 0, 255).astype(np.uint8), "RGB")
 
 
 __all__ = ["DEFAULT_THRESHOLD", "GROUNDERS", "GROUNDER_NAMES", "Grounder", "Grounding", "binary_mask", "dilate",

@@ -254,7 +254,7 @@ class Method:
     description: str
     needs: frozenset[str]
     params: tuple[Param, ...]
-    model_kind: Literal["t2i", "ip2p"] = "t2i"
+    model_kind: str = "t2i"  # a MODEL_KINDS key, or a pipeline method's own family
     default_model: str = SD_MODEL
     accepts_mask: bool = True
     produces_mask: bool = False
@@ -273,6 +273,12 @@ class Method:
             "strength_param": self.strength_param, "model_kind": self.model_kind, "default_model": self.default_model,
             "params": [p.describe() for p in self.params],
         }
+
+    @property
+    def runs_pipeline(self) -> bool:
+        """True for methods that call a whole diffusers pipeline (:mod:`instructedit.methods.pipeline`) rather
+        than composing our shared steps on loaded components."""
+        return False
 
     @property
     def takes_instruction(self) -> bool:

@@ -36,12 +36,6 @@ def parse_weights(text: str) -> dict[str, float]:
     return weights
 
 
-def changed_words(source: str, target: str) -> tuple[list[str], list[str]]:
-    """The words of each caption the other lacks (the default local-blend words)."""
-    a, b = source.split(" "), target.split(" ")
-    return [w for w in a if w not in b], [w for w in b if w not in a]
-
-
 class PromptToPrompt(Method):
     def run(self, ctx: EditContext, *, edit, cross_replace_steps, self_replace_steps, reweight, local_blend,
             blend_words, local_blend_threshold, inversion, num_inference_steps, guidance_scale, num_inner_steps,
@@ -91,7 +85,7 @@ class PromptToPrompt(Method):
         if user_mask is not None:
             after_step = MaskBlend(user_mask)
         elif local_blend:
-            from_words, to_words = (words, words) if words else changed_words(source, target)
+            from_words, to_words = (words, words) if words else alignment.changed_words(source, target)
             rows = torch.zeros(2, alignment.max_tokens(tokenizer))
             for row, (text, chosen) in enumerate(((source, from_words), (target, to_words))):
                 for word in chosen:

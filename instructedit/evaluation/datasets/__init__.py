@@ -1,6 +1,6 @@
 """Benchmark datasets, all read into one sample type (:class:`EditSample`) with lazily loaded images.
 
-Readers: :func:`read_magicbrush`, :func:`read_piebench`, :func:`read_manifest`, :func:`read_folder`,
+Readers: :func:`read_magicbrush`, :func:`read_piebench`, :func:`read_gedit`, :func:`read_manifest`, :func:`read_folder`,
 :func:`read_domain`; :func:`load_dataset` picks one from a spec string (``"piebench:/data/PIE"``, a path
 it can recognise, or ``"domain"``). Malformed annotations, missing files and mismatched image sizes raise
 :class:`~instructedit.errors.DatasetError` naming the sample.
@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ...errors import DatasetError
+from .gedit import GEDIT_TASK_TYPES, is_gedit, read_gedit
 from .magicbrush import read_magicbrush
 from .manifest import read_folder, read_manifest
 from .piebench import PIE_EDIT_TYPES, decode_pie_mask, encode_pie_mask, read_piebench
@@ -18,6 +19,7 @@ from .sample import EditDataset, EditSample, ImageRef, LoadedSample
 
 __all__ = [
     "DATASET_KINDS",
+    "GEDIT_TASK_TYPES",
     "PIE_EDIT_TYPES",
     "EditDataset",
     "EditSample",
@@ -29,12 +31,13 @@ __all__ = [
     "load_dataset",
     "read_domain",
     "read_folder",
+    "read_gedit",
     "read_magicbrush",
     "read_manifest",
     "read_piebench",
 ]
 
-DATASET_KINDS = ("magicbrush", "piebench", "manifest", "folder", "domain")
+DATASET_KINDS = ("magicbrush", "piebench", "gedit", "manifest", "folder", "domain")
 
 
 def read_domain(split: str = "test", **options) -> EditDataset:
@@ -57,7 +60,7 @@ def detect_kind(path: Path) -> str:
         if path.name == "mapping_file.json":
             return "piebench"
         if path.suffix == ".parquet":
-            return "magicbrush"
+            return "gedit" if is_gedit(path) else "magicbrush"
         if path.suffix in (".jsonl", ".json"):
             return "manifest"
     elif path.is_dir():
@@ -70,7 +73,7 @@ def detect_kind(path: Path) -> str:
         if (path / "edit_sessions.json").is_file() or any(path.glob("*/edit_sessions.json")):
             return "magicbrush"
         if any(path.glob("*.parquet")) or any(path.glob("data/*.parquet")):
-            return "magicbrush"
+            return "gedit" if is_gedit(path) else "magicbrush"
         return "folder"
     raise DatasetError(
         f"cannot tell what dataset '{path}' is: pass KIND:PATH with KIND one of {', '.join(DATASET_KINDS)}."
@@ -80,7 +83,8 @@ def detect_kind(path: Path) -> str:
 def load_dataset(spec: str, *, split: str | None = None, instruction: str | None = None) -> EditDataset:
     """Read the dataset named by ``spec``: ``KIND:PATH``, a recognisable path, or ``domain[:SPLIT]``.
 
-    ``split`` picks MagicBrush's split (default ``test``) or the domain's (default ``test``; for a domain
+    ``split`` picks MagicBrush's split (default ``test``), GEdit-Bench's language (default ``en``) or the
+    domain's (default ``test``; for a domain
     folder holding several splits, the subfolder to read); ``instruction`` is the fallback instruction of a
     plain image folder.
     """
@@ -109,6 +113,8 @@ def load_dataset(spec: str, *, split: str | None = None, instruction: str | None
         return read_magicbrush(path, split or "test")
     if kind == "piebench":
         return read_piebench(path)
+    if kind == "gedit":
+        return read_gedit(path, split or "en")
     if kind == "manifest":
         return read_manifest(path)
     return read_folder(path, instruction=instruction)
