@@ -95,6 +95,16 @@ def edit(
                                                   "model id/folder. Default: captions of the edited entity only; "
                                                   "--source always wins.")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar over the denoising steps.")] = True,
+    offload: Annotated[str, typer.Option(help="Large pipeline editors (kontext, qwen-edit ...) on a GPU: none, "
+                                         "model (each model on the GPU only while it runs) or sequential (each "
+                                         "layer: least memory, slowest).")] = "none",
+    vae_tiling: Annotated[bool, typer.Option(help="Pipeline editors: decode large images tile by tile.")] = False,
+    vae_slicing: Annotated[bool, typer.Option(help="Pipeline editors: decode one image at a time.")] = False,
+    attention_slicing: Annotated[bool, typer.Option(help="Pipeline editors: attention in slices.")] = False,
+    quantization: Annotated[str, typer.Option(help="Pipeline editors: store the transformer in 4/8 bits: none, "
+                                              "bnb-4bit, bnb-8bit (bitsandbytes) or torchao-int8.")] = "none",
+    gguf_file: Annotated[str | None, typer.Option(help="Pipeline editors: a GGUF file (path or URL) of quantised "
+                                                  "transformer weights, read with from_single_file.")] = None,
 ) -> None:
     """Edit IMAGE as INSTRUCTION (or --source/--target captions) say and write the result."""
     from .editor import Editor
@@ -128,11 +138,14 @@ def edit(
 
             transformers.utils.logging.disable_progress_bar()
             diffusers.utils.logging.disable_progress_bar()
+        from .engine.pipelines import MemoryOptions
         from .instructions.llm import planner_from_url
 
+        memory = MemoryOptions(offload=offload, vae_tiling=vae_tiling, vae_slicing=vae_slicing,
+                               attention_slicing=attention_slicing, quantization=quantization, gguf_file=gguf_file)
         editor = Editor(device=device, dtype=dtype, progress=progress,
                         max_pixels=DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels,
-                        planner=planner_from_url(planner) if planner else None, captioner=captioner)
+                        planner=planner_from_url(planner) if planner else None, captioner=captioner, memory=memory)
         result = editor.edit(EditRequest(
             image=str(image), instruction=instruction, source=source, target=target,
             mask=str(mask) if mask else None, method=chosen.name, params=params, seed=seed, model=model,

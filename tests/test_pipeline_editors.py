@@ -227,3 +227,15 @@ def test_qwen_image_edit_equals_the_pipeline(image64):
                      max_sequence_length=16, height=32, width=32)
     assert np.array_equal(_pixels(ours.image), _pixels(theirs.resize(image64.size, Image.Resampling.LANCZOS)))
     assert ours.record.unet_calls == 2  # true CFG on (the negative prompt " "): two transformer calls per step
+
+
+def test_longcat_image_edit_equals_the_pipeline(image64):
+    pipe = tiny_editors.tiny_longcat_edit()
+    editor = Editor(device="cpu")
+    editor.add_pipeline(pipe, "tiny-longcat")
+    ours = _edit(editor, "longcat-edit", "tiny-longcat", image64, instruction="make it blue",
+                 params={"num_inference_steps": 1})
+    theirs = _direct(pipe, image=image64, prompt="make it blue", num_inference_steps=1)
+    assert theirs.size == (1024, 1024)  # the pipeline's own working size; the editor answers at the input's
+    assert np.array_equal(_pixels(ours.image), _pixels(theirs.resize(image64.size, Image.Resampling.LANCZOS)))
+    assert ours.image.size == image64.size and ours.record.unet_calls == 2  # CFG 4.5: two calls per step

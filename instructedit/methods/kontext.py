@@ -42,5 +42,6 @@ METHOD = Kontext(
     pipelines={"FluxKontextPipeline": "FluxKontextPipeline"},
     inpaint_pipelines={"FluxKontextPipeline": "FluxKontextInpaintPipeline"},
     mask_only_params=("strength",),
+    strength_param="strength",
     aliases=("flux-kontext", "flux.1-kontext"),
 )

@@ -38,5 +38,6 @@ METHOD = PipelineMethod(
                "QwenImageEditPlusPipeline": "QwenImageEditPlusPipeline"},
     inpaint_pipelines={"QwenImageEditPipeline": "QwenImageEditInpaintPipeline"},
     mask_only_params=("strength",),
+    strength_param="strength",
     aliases=("qwen-image-edit", "qwen-image-edit-plus"),
 )

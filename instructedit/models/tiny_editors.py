@@ -101,14 +101,14 @@ def _clip_tokenizer():
     return build_clip_tokenizer(Path.home() / ".cache" / "instructedit" / "clip-tokenizer")
 
 
-def _flux_vae(cls_name: str = "AutoencoderKL", **extra):
+def _flux_vae(cls_name: str = "AutoencoderKL", blocks: int = 1, latent_channels: int = 1, **extra):
     import diffusers
 
     torch.manual_seed(0)
     return getattr(diffusers, cls_name)(
-        sample_size=32, in_channels=3, out_channels=3, block_out_channels=(4,), layers_per_block=1,
-        latent_channels=1, norm_num_groups=1, use_quant_conv=False, use_post_quant_conv=False,
-        down_block_types=("DownEncoderBlock2D",), up_block_types=("UpDecoderBlock2D",), **extra,
+        sample_size=32, in_channels=3, out_channels=3, block_out_channels=(4,) * blocks, layers_per_block=1,
+        latent_channels=latent_channels, norm_num_groups=1, use_quant_conv=False, use_post_quant_conv=False,
+        down_block_types=("DownEncoderBlock2D",) * blocks, up_block_types=("UpDecoderBlock2D",) * blocks, **extra,
     ).eval()
 
 
@@ -250,3 +250,22 @@ def tiny_qwen_edit():
     return QwenImageEditPipeline(transformer=transformer, vae=vae, scheduler=FlowMatchEulerDiscreteScheduler(),
                                  text_encoder=_qwen_vl_text_encoder(), tokenizer=tokenizer,
                                  processor=qwen_vl_processor(tokenizer))
+
+
+def tiny_longcat_edit():
+    """A ``LongCatImageEditPipeline`` of tiny random components (Qwen2.5-VL text encoder, FLUX-style VAE)."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, LongCatImageEditPipeline, LongCatImageTransformer2DModel
+
+    torch.manual_seed(0)
+    transformer = LongCatImageTransformer2DModel(patch_size=1, in_channels=64, num_layers=1, num_single_layers=1,
+                                                 attention_head_dim=16, num_attention_heads=2,
+                                                 joint_attention_dim=16, pooled_projection_dim=16,
+                                                 axes_dims_rope=[4, 4, 8]).eval()
+    tokenizer = qwen_tokenizer()
+    return LongCatImageEditPipeline(scheduler=FlowMatchEulerDiscreteScheduler(),
+                                    # 8x down-sampling, 16 channels: the pipeline works at about a megapixel
+                                    # and hard-codes FLUX's 16 latent channels
+                                    vae=_flux_vae(blocks=4, latent_channels=16, shift_factor=0.0609,
+                                                  scaling_factor=1.5035),
+                                    text_encoder=_qwen_vl_text_encoder(), tokenizer=tokenizer,
+                                    text_processor=qwen_vl_processor(tokenizer), transformer=transformer)
