@@ -191,6 +191,14 @@ def test_memory_options_are_checked_and_cpu_offload_is_refused(kontext, image64,
         _edit(Editor(device="cpu", memory=MemoryOptions(offload="model")), "kontext", str(folder), image64,
               instruction="x", params=KONTEXT_PARAMS)
     assert excinfo.value.field == "offload" and excinfo.value.suggest == {"offload": "none"}
+    import importlib.util
+
+    for quantization, package in (("bnb-4bit", "bitsandbytes"), ("torchao-int8", "torchao")):
+        if importlib.util.find_spec(package) is None:  # the CPU test machines have neither: the error says so
+            with pytest.raises(InvalidModelError) as excinfo:
+                _edit(Editor(device="cpu", memory=MemoryOptions(quantization=quantization)), "kontext",
+                      str(folder), image64, instruction="x", params=KONTEXT_PARAMS)
+            assert excinfo.value.field == "quantization" and f"pip install {package}" in str(excinfo.value)
 
     # VAE tiling and slicing are applied (the pipeline's VAE says so); tiles blend at their seams, so outputs move
     # within diffusers' own tolerance for tiling (0.2 of the range at most), not more

@@ -166,7 +166,9 @@ def test_null_text_inversion_that_diverges_stops_with_a_clear_error():
 @pytest.mark.parametrize(("params", "source", "target", "match"), [
     ({"edit": "replace"}, "a red square", "a big red square", "same number of words.*edit='refine'"),
     ({"reweight": "purple:2"}, "a red square", "a blue square", "cannot reweight 'purple'"),
-    ({"reweight": "blue=2"}, "a red square", "a blue square", "word:scale"),
+    ({"reweight": "blue=2"}, "a red square", "a blue square", "word:value"),
+    ({"cross_replace_words": "purple:0.2"}, "a red square", "a blue square", "cannot set 'purple'"),
+    ({"cross_replace_words": "blue:2"}, "a red square", "a blue square", r"in \[0, 1\]"),
     ({"blend_words": "triangle"}, "a red square", "a blue square", "blend_words"),
 ])
 def test_bad_p2p_requests_get_clear_errors(tiny_pipeline_dir, test_image, params, source, target, match):
@@ -176,6 +178,22 @@ def test_bad_p2p_requests_get_clear_errors(tiny_pipeline_dir, test_image, params
     with pytest.raises(InvalidRequestError, match=match) as error:
         editor.edit(request)
     assert error.value.field.startswith("params.")
+
+
+def test_per_word_cross_replace_steps(tiny_pipeline_dir, test_image):
+    """The authors' per-word dict: a word at the default fraction changes nothing (bit for bit), a word whose
+    replacement stops at once changes the edit."""
+    editor = Editor(device="cpu")
+
+    def run(**params):
+        request = EditRequest(test_image, method="p2p", model=tiny_pipeline_dir("t2i"), source="a red square",
+                              target="a blue square", params={"inversion": "ddim", "num_inference_steps": 4,
+                                                              "local_blend": False, **params})
+        return np.asarray(editor.edit(request).image, dtype=np.int16)
+
+    plain = run()
+    assert np.array_equal(run(cross_replace_words="blue:0.8"), plain)
+    assert not np.array_equal(run(cross_replace_words="blue:0.0"), plain)
 
 
 def test_p2p_needs_both_captions(tiny_pipeline_dir, test_image):

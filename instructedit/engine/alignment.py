@@ -127,16 +127,19 @@ def refinement_mapper(source: str, target: str, tokenizer) -> tuple[torch.Tensor
     return mapper, alphas
 
 
-def equalizer(text: str, weights: dict[str, float], tokenizer) -> torch.Tensor:
-    """(1, tokens) scale of each token's attention: ``weights[word]`` on that word's tokens, 1 elsewhere. A word
-    missing from ``text`` is a clear error."""
-    scale = torch.ones(1, max_tokens(tokenizer))
+def equalizer(text: str, weights: dict[str, float], tokenizer, *, default: float = 1.0,
+              field: str = "params.reweight") -> torch.Tensor:
+    """(1, tokens) value per token: ``weights[word]`` on that word's tokens, ``default`` elsewhere (attention
+    re-weighting's scale; per-word cross-replace fractions). A word missing from ``text`` is a clear error naming
+    ``field``."""
+    scale = torch.full((1, max_tokens(tokenizer)), float(default))
     for word, weight in weights.items():
         positions = [p for p in word_token_indices(text, word, tokenizer) if p < scale.shape[1]]
         if not positions:
+            verb = "reweight" if field == "params.reweight" else "set"
             raise InvalidRequestError(
-                f"cannot reweight '{word}': it is not a word of the target caption {text!r} "
-                "(words are the caption split on spaces)", field="params.reweight",
+                f"cannot {verb} '{word}': it is not a word of the target caption {text!r} "
+                "(words are the caption split on spaces)", field=field,
             )
         scale[:, positions] = float(weight)
     return scale

@@ -138,19 +138,32 @@ def denoiser_of(pipe) -> torch.nn.Module:
     raise InvalidModelError(f"{type(pipe).__name__} has neither a transformer nor a unet to run", field="model")
 
 
+_QUANTIZATION_PACKAGES = {"bnb-4bit": "bitsandbytes", "bnb-8bit": "bitsandbytes", "torchao-int8": "torchao"}
+
+
+def _require(package: str, what: str, field: str) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec(package) is None:
+        raise InvalidModelError(f"{what} needs the '{package}' package, which is not installed: `pip install "
+                                f"{package}` (on a CUDA machine), or leave {field} out", field=field)
+
+
 def _quantization_config(options: MemoryOptions, denoiser_name: str):
+    """diffusers' quantisation of the denoiser alone (the text encoders keep their dtype)."""
     if options.quantization == "none":
         return None
-    from diffusers import PipelineQuantizationConfig
+    _require(_QUANTIZATION_PACKAGES[options.quantization], f"quantization='{options.quantization}'",
+             "quantization")
+    from diffusers import BitsAndBytesConfig, PipelineQuantizationConfig, TorchAoConfig
 
-    backend, kwargs = {
-        "bnb-4bit": ("bitsandbytes_4bit", {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4",
-                                           "bnb_4bit_compute_dtype": torch.bfloat16}),
-        "bnb-8bit": ("bitsandbytes_8bit", {"load_in_8bit": True}),
-        "torchao-int8": ("torchao", {"quant_type": "int8wo"}),
-    }[options.quantization]
-    return PipelineQuantizationConfig(quant_backend=backend, quant_kwargs=kwargs,
-                                      components_to_quantize=[denoiser_name])
+    config = {
+        "bnb-4bit": lambda: BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                               bnb_4bit_compute_dtype=torch.bfloat16),
+        "bnb-8bit": lambda: BitsAndBytesConfig(load_in_8bit=True),
+        "torchao-int8": lambda: TorchAoConfig("int8wo"),
+    }[options.quantization]()
+    return PipelineQuantizationConfig(quant_mapping={denoiser_name: config})
 
 
 def load_pipeline(name: str, class_name: str | None = None, *, device: torch.device, dtype: torch.dtype,
@@ -171,18 +184,11 @@ def load_pipeline(name: str, class_name: str | None = None, *, device: torch.dev
     cls = getattr(diffusers, class_name or config["_class_name"], None) or diffusers.DiffusionPipeline
     denoiser_name = "transformer" if "transformer" in config else "unet"
     kwargs: dict[str, Any] = {"torch_dtype": dtype}
-    try:
-        quantization = _quantization_config(memory, denoiser_name)
-        if quantization is not None:
-            kwargs["quantization_config"] = quantization
-        if memory.gguf_file:
-            kwargs[denoiser_name] = _gguf_denoiser(memory.gguf_file, config, denoiser_name, name, dtype)
-    except ImportError as exc:
-        raise InvalidModelError(
-            f"{memory.quantization if quantization is not None else 'gguf'} weights need a library that is not "
-            f"installed ({exc}): `pip install bitsandbytes` (bnb-*), `pip install torchao` (torchao-*) or "
-            "`pip install gguf` (gguf_file)", field="quantization",
-        ) from exc
+    quantization = _quantization_config(memory, denoiser_name)
+    if quantization is not None:
+        kwargs["quantization_config"] = quantization
+    if memory.gguf_file:
+        kwargs[denoiser_name] = _gguf_denoiser(memory.gguf_file, config, denoiser_name, name, dtype)
 
     def load(source: str):
         return cls.from_pretrained(source, **kwargs)
@@ -204,6 +210,7 @@ def _gguf_denoiser(gguf_file: str, config: dict[str, Any], denoiser_name: str, n
     cls = getattr(diffusers, class_name)
     if not Path(gguf_file).expanduser().exists() and not str(gguf_file).startswith(("http://", "https://")):
         raise ModelNotFoundError(f"GGUF file '{gguf_file}' does not exist: give a local path or its URL")
+    _require("gguf", "gguf_file", "gguf_file")
     return cls.from_single_file(str(Path(gguf_file).expanduser()) if Path(gguf_file).expanduser().exists()
                                 else gguf_file, quantization_config=GGUFQuantizationConfig(compute_dtype=dtype),
                                 config=name, subfolder=denoiser_name, torch_dtype=dtype)

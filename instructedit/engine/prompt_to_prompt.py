@@ -50,16 +50,23 @@ def reweighted(edit: CrossEdit, scale: torch.Tensor) -> CrossEdit:
 
 
 class PromptToPrompt(AttentionController):
-    """The attention edit for one denoising loop of ``num_inference_steps`` UNet calls (one per step)."""
+    """The attention edit for one denoising loop of ``num_inference_steps`` UNet calls (one per step).
+
+    ``cross_replace_steps`` is one fraction, or a (tokens,) tensor of fractions per target token (the authors'
+    per-word ``{"default_": 0.8, "word": 0.2}``).
+    """
 
     def __init__(
-        self, cross_edit: CrossEdit, num_inference_steps: int, *, cross_replace_steps: float = 0.8,
+        self, cross_edit: CrossEdit, num_inference_steps: int, *, cross_replace_steps: float | torch.Tensor = 0.8,
         self_replace_steps: float = 0.4, self_max_queries: int = 16**2, guided: bool = True,
         store: CrossAttentionStore | None = None,
     ) -> None:
         self.cross_edit, self.guided, self.store = cross_edit, guided, store
         # the authors count cross-attention replacement over steps + 1 entries, self-attention over steps
-        self.cross_until = int(cross_replace_steps * (num_inference_steps + 1))
+        if isinstance(cross_replace_steps, torch.Tensor):
+            self.cross_until = (cross_replace_steps * (num_inference_steps + 1)).long()
+        else:
+            self.cross_until = int(cross_replace_steps * (num_inference_steps + 1))
         self.self_until = int(num_inference_steps * self_replace_steps)
         self.self_max_queries = self_max_queries
 
@@ -72,7 +79,10 @@ class PromptToPrompt(AttentionController):
         cond = probs[probs.shape[0] // 2 :] if self.guided else probs
         step = self.call
         if site.is_cross:
-            alpha = 1.0 if step < self.cross_until else 0.0  # the authors' per-step weight, no allocation per call
+            if isinstance(self.cross_until, torch.Tensor):  # per token: (tokens,) weights over the last axis
+                alpha = (step < self.cross_until).to(cond)[: cond.shape[-1]]
+            else:
+                alpha = 1.0 if step < self.cross_until else 0.0  # the authors' per-step weight, no allocation
             base, replace = cond[0], cond[1:]
             cond[1:] = self.cross_edit(base, replace) * alpha + (1 - alpha) * replace
         elif step < self.self_until and cond.shape[-2] <= self.self_max_queries:

@@ -17,8 +17,8 @@ INVERSIONS = ("null-text", "negative-prompt", "ddim")
 EDITS = ("auto", "replace", "refine")
 
 
-def parse_weights(text: str) -> dict[str, float]:
-    """``"word:2, other:0.5"`` -> ``{"word": 2.0, "other": 0.5}``; a clear error naming ``params.reweight``."""
+def parse_weights(text: str, param: str = "reweight", example: str = "blue:2, star:0.5") -> dict[str, float]:
+    """``"word:2, other:0.5"`` -> ``{"word": 2.0, "other": 0.5}``; a clear error naming ``params.<param>``."""
     from ..errors import InvalidRequestError
 
     weights = {}
@@ -30,14 +30,15 @@ def parse_weights(text: str) -> dict[str, float]:
             weights[word.strip()] = float(value)
         except ValueError:
             raise InvalidRequestError(
-                f"p2p: reweight={text!r} is not a list of word:scale pairs (e.g. 'blue:2, star:0.5')",
-                field="params.reweight",
+                f"p2p: {param}={text!r} is not a list of word:value pairs (e.g. '{example}')",
+                field=f"params.{param}",
             ) from None
     return weights
 
 
 class PromptToPrompt(Method):
-    def run(self, ctx: EditContext, *, edit, cross_replace_steps, self_replace_steps, reweight, local_blend,
+    def run(self, ctx: EditContext, *, edit, cross_replace_steps, cross_replace_words, self_replace_steps,
+            reweight, local_blend,
             blend_words, local_blend_threshold, inversion, num_inference_steps, guidance_scale, num_inner_steps,
             early_stop_epsilon, null_text_learning_rate) -> MethodOutput:
         import torch
@@ -60,6 +61,17 @@ class PromptToPrompt(Method):
             cross_edit = refine(*alignment.refinement_mapper(source, target, tokenizer))
         if weights:
             cross_edit = reweighted(cross_edit, alignment.equalizer(target, weights, tokenizer))
+        word_steps = None
+        per_word = parse_weights(cross_replace_words, "cross_replace_words", "lasagne:0.2")
+        if per_word:
+            if not all(0 <= v <= 1 for v in per_word.values()):
+                from ..errors import InvalidRequestError
+
+                raise InvalidRequestError(f"p2p: cross_replace_words={cross_replace_words!r}: each fraction must "
+                                          "lie in [0, 1]", field="params.cross_replace_words")
+            # the authors' dict {"default_": x, word: y}: a fraction per target token, the default elsewhere
+            word_steps = alignment.equalizer(target, per_word, tokenizer, default=cross_replace_steps,
+                                             field="params.cross_replace_words")[0]
 
         original = sample_latents(encode_distribution(ctx.vae, ctx.image), ctx.generator, ctx.vae)
         trajectory = ctx.invert(source, 1.0, original, num_inference_steps, 1.0)
@@ -100,8 +112,8 @@ class PromptToPrompt(Method):
                 blend = after_step = LocalBlend(store, rows, max(1, side // 4), local_blend_threshold)
 
         controller = Controller(
-            cross_edit, num_inference_steps, cross_replace_steps=cross_replace_steps,
-            self_replace_steps=self_replace_steps, self_max_queries=max(1, side // 4) ** 2,
+            cross_edit, num_inference_steps, cross_replace_steps=word_steps if word_steps is not None
+            else cross_replace_steps, self_replace_steps=self_replace_steps, self_max_queries=max(1, side // 4) ** 2,
             guided=denoiser.guided, store=store,
         )
         start = trajectory[-1].expand(2, *trajectory[-1].shape[1:])
@@ -122,6 +134,8 @@ METHOD = PromptToPrompt(
               "removed), auto picks by word count", choices=EDITS),
         Param("cross_replace_steps", 0.8, "fraction of the steps in which the target uses the source's "
               "cross-attention", 0.0, 1.0),
+        Param("cross_replace_words", "", "per-word cross_replace_steps for target words, e.g. 'lasagne:0.2' (the "
+              "authors' {'default_': 0.8, 'lasagne': 0.2})"),
         Param("self_replace_steps", 0.4, "fraction of the steps in which the target uses the source's "
               "self-attention (coarse layers)", 0.0, 1.0),
         Param("reweight", "", "scale words' attention in the target, e.g. 'blue:2, star:0.5'"),
