@@ -80,8 +80,10 @@ def editors_table(samples: int, out: Path) -> None:
           "peak for that edit")
 
 
-def memory_table(repeats: int) -> None:
-    """Time and output change of each memory option on the tiny Kontext pipeline, in one process."""
+def memory_table(repeats: int, device: str = "cpu") -> None:
+    """Time, peak memory (CUDA) and output change of each memory option on the tiny Kontext pipeline."""
+    import torch
+
     from PIL import Image
 
     from instructedit import Editor, EditRequest
@@ -96,23 +98,37 @@ def memory_table(repeats: int) -> None:
     options = {"plain": (MemoryOptions(), None), "vae_tiling": (MemoryOptions(vae_tiling=True), None),
                "vae_slicing": (MemoryOptions(vae_slicing=True), None),
                "attention_slicing": (MemoryOptions(attention_slicing=True), None),
-               "bfloat16 (CPU)": (MemoryOptions(), "bfloat16")}
+               "bfloat16": (MemoryOptions(), "bfloat16")}
+    if device.startswith("cuda"):
+        options.update({"model offload": (MemoryOptions(offload="model"), "bfloat16"),
+                        "sequential offload": (MemoryOptions(offload="sequential"), "bfloat16"),
+                        "bnb-4bit": (MemoryOptions(quantization="bnb-4bit"), "bfloat16"),
+                        "torchao-int8": (MemoryOptions(quantization="torchao-int8"), "bfloat16")})
     base = None
-    print(f"\n{'option (tiny Kontext, 128 px, CPU)':<36} {'s/edit':>7} {'max |diff|':>10} {'mean |diff|':>11}")
+    print(f"\n{f'option (tiny Kontext, 128 px, {device})':<36} {'s/edit':>7} {'peak MB':>8} {'max |diff|':>10} "
+          f"{'mean |diff|':>11}")
     for name, (memory, dtype) in options.items():
-        editor = Editor(device="cpu", dtype=dtype, memory=memory)
-        editor.edit(request)  # load and warm up
+        try:
+            editor = Editor(device=device, dtype=dtype, memory=memory)
+            editor.edit(request)  # load and warm up
+        except Exception as exc:  # noqa: BLE001 - a missing library is a row of the table, not the end of it
+            print(f"{name:<36} {type(exc).__name__}: {str(exc).splitlines()[0][:80]}")
+            continue
         times, result = [], None
+        if device.startswith("cuda"):
+            torch.cuda.reset_peak_memory_stats()
         for _ in range(repeats):
             start = time.perf_counter()
             result = editor.edit(request)
             times.append(time.perf_counter() - start)
+        peak = f"{torch.cuda.max_memory_allocated() / 2**20:.0f}" if device.startswith("cuda") else "-"
         pixels = np.asarray(result.image, dtype=np.int16)
         base = pixels if base is None else base
         diff = np.abs(pixels - base)
-        print(f"{name:<36} {statistics.median(times):>7.3f} {diff.max():>10d} {diff.mean():>11.2f}")
-    print("offload (model/sequential) and quantised weights (bnb-4bit/8bit, torchao, GGUF) need a CUDA GPU: "
-          "measure them with --device cuda when one is lent")
+        print(f"{name:<36} {statistics.median(times):>7.3f} {peak:>8} {diff.max():>10d} {diff.mean():>11.2f}")
+    if not device.startswith("cuda"):
+        print("offload (model/sequential) and quantised weights (bnb-4bit/8bit, torchao, GGUF) need a CUDA GPU: "
+              "rerun with --device cuda")
 
 
 def main() -> None:
@@ -120,10 +136,12 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda for the offload and quantisation rows")
+    parser.add_argument("--memory-only", action="store_true", help="only the memory-options table")
     args = parser.parse_args()
-    out = args.out or Path(tempfile.mkdtemp(prefix="bench-editors-"))
-    editors_table(args.samples, out)
-    memory_table(args.repeats)
+    if not args.memory_only:
+        editors_table(args.samples, args.out or Path(tempfile.mkdtemp(prefix="bench-editors-")))
+    memory_table(args.repeats, args.device)
 
 
 if __name__ == "__main__":

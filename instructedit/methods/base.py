@@ -114,6 +114,44 @@ class EditContext:
     def vae(self):
         return self.components.vae
 
+    def encode(self):
+        """The VAE posterior of the input image (a ``DiagonalGaussianDistribution``), from the edit cache when
+        this VAE already encoded these pixels: a sweep over one image encodes it once. Draws from it still come
+        from the request's generator, so outputs are identical either way."""
+        from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
+
+        from ..engine.cache import digest
+        from ..engine.latents import encode_distribution
+
+        if self.cache is None:
+            return encode_distribution(self.vae, self.image)
+        owner = self.vae
+        key = digest("vae-posterior", self.components.name, id(owner), self.image)
+        cached = self.cache.trajectory(key, 1, owner)
+        if cached:
+            return DiagonalGaussianDistribution(cached[0])
+        distribution = encode_distribution(self.vae, self.image)
+        self.cache.store(key, [distribution.parameters], owner)
+        return distribution
+
+    def cached_with_generator(self, key_parts: tuple, compute) -> torch.Tensor:
+        """``compute()`` (a tensor that draws from the request's generator), from the edit cache when the same
+        inputs met the same generator state before; on a hit the generator is put where ``compute`` would have
+        left it, so the rest of the edit draws exactly what it would have."""
+        from ..engine.cache import digest
+
+        if self.cache is None:
+            return compute()
+        owner = self.components.unet
+        key = digest(*key_parts, self.generator.get_state())
+        cached = self.cache.trajectory(key, 2, owner)
+        if len(cached) == 2:
+            self.generator.set_state(cached[1].clone())
+            return cached[0]
+        value = compute()
+        self.cache.store(key, [value, self.generator.get_state()], owner)
+        return value
+
     def text_denoiser(self, text: str, guidance_scale: float) -> CFGDenoiser:
         """A classifier-free-guided denoiser on ``text`` (the empty prompt is the unconditional branch)."""
         from ..engine.guidance import CFGDenoiser

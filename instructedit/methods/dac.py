@@ -19,7 +19,7 @@ class DoublyAbductive(Method):
         from ..engine import dac
         from ..engine.cache import digest
         from ..engine.guidance import CFGDenoiser
-        from ..engine.latents import encode_distribution, sample_latents
+        from ..engine.latents import sample_latents
         from ..engine.prompts import encode_text
         from ..engine.sampling import denoise, make_scheduler
 
@@ -27,7 +27,7 @@ class DoublyAbductive(Method):
         components = ctx.components
         unet, text_encoder, tokenizer = components.unet, components.text_encoder, components.tokenizer
         settings = dac.DacSettings(unet_rank, text_rank, unet_steps, text_steps, dac_learning_rate, annealing)
-        original = sample_latents(encode_distribution(ctx.vae, ctx.image), ctx.generator, ctx.vae)
+        original = sample_latents(ctx.encode(), ctx.generator, ctx.vae)
         train_scheduler = make_scheduler(components.scheduler, "ddim")
         # the abductions draw from their own generator, so a cached edit samples the same noise as a fresh one
         training = torch.Generator().manual_seed(

@@ -46,16 +46,23 @@ def diffedit_mask(
     ctx: EditContext, distribution, *, num_inference_steps: int, guidance_scale: float, mask_encode_strength: float,
     num_maps_per_mask: int, mask_thresholding_ratio: float, mask_smoothing: float,
 ) -> torch.Tensor:
-    """The 1x1xhxw 0/1 latent-resolution edit mask of DiffEdit's first step (target vs source caption)."""
+    """The 1x1xhxw 0/1 latent-resolution edit mask of DiffEdit's first step (target vs source caption), from the
+    edit cache when this image, these captions and settings met the same generator state before (a sweep of
+    ``inpaint_strength`` estimates it once)."""
     from ..engine.localize import noise_difference_mask
 
-    return noise_difference_mask(
-        ctx.unet, ctx.components.scheduler, ctx.vae, distribution, ctx.generator,
-        reference=ctx.prompts(ctx.source or ""), query=ctx.prompts(ctx.target), uncond=ctx.prompts(""),
-        num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
-        encode_strength=mask_encode_strength, num_maps=num_maps_per_mask,
-        thresholding_ratio=mask_thresholding_ratio, smoothing=mask_smoothing,
-    )
+    settings = {"num_inference_steps": num_inference_steps, "guidance_scale": guidance_scale,
+                "encode_strength": mask_encode_strength, "num_maps": num_maps_per_mask,
+                "thresholding_ratio": mask_thresholding_ratio, "smoothing": mask_smoothing}
+    texts = (ctx.prompts(ctx.source or ""), ctx.prompts(ctx.target), ctx.prompts(""))
+
+    def compute() -> torch.Tensor:
+        return noise_difference_mask(ctx.unet, ctx.components.scheduler, ctx.vae, distribution, ctx.generator,
+                                     reference=texts[0], query=texts[1], uncond=texts[2], **settings)
+
+    key = ("diffedit-mask", ctx.components.name, id(ctx.components.unet), distribution.parameters, *texts,
+           sorted(settings.items()), sorted(dict(ctx.components.scheduler.config).items()))
+    return ctx.cached_with_generator(key, compute)
 
 
 class DiffEdit(Method):
@@ -64,10 +71,10 @@ class DiffEdit(Method):
         num_maps_per_mask, mask_thresholding_ratio, mask_smoothing, inpaint_strength, inversion_guidance_scale, eta,
         blend_alignment,
     ) -> MethodOutput:
-        from ..engine.latents import encode_distribution, sample_latents
+        from ..engine.latents import sample_latents
         from ..engine.sampling import make_scheduler, strength_timesteps
 
-        distribution = encode_distribution(ctx.vae, ctx.image)
+        distribution = ctx.encode()
         mask = ctx.latent_mask(distribution.mean.shape[-2:])
         produced = mask is None
         if produced:

@@ -23,11 +23,11 @@ from .base import (
 class EncodeDecode(Method):
     def run(self, ctx: EditContext, *, strength, num_inference_steps, guidance_scale, inversion_guidance_scale, eta
             ) -> MethodOutput:
-        from ..engine.latents import encode_distribution, sample_latents
+        from ..engine.latents import sample_latents
         from ..engine.sampling import make_scheduler, strength_timesteps
 
         template = ctx.components.scheduler
-        original = sample_latents(encode_distribution(ctx.vae, ctx.image), ctx.generator, ctx.vae)
+        original = sample_latents(ctx.encode(), ctx.generator, ctx.vae)
         trajectory = ctx.invert(ctx.source or "", inversion_guidance_scale, original, num_inference_steps, strength)
         sched = make_scheduler(template, "ddim")
         timesteps = strength_timesteps(sched, num_inference_steps, strength)

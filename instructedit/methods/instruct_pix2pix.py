@@ -19,12 +19,12 @@ class InstructPix2Pix(Method):
         from diffusers.utils.torch_utils import randn_tensor
 
         from ..engine.guidance import InstructPix2PixDenoiser
-        from ..engine.latents import encode_distribution, mode_latents
+        from ..engine.latents import mode_latents
         from ..engine.sampling import make_scheduler
 
         sched = make_scheduler(ctx.components.scheduler, scheduler)
         sched.set_timesteps(num_inference_steps)
-        distribution = encode_distribution(ctx.vae, ctx.image)
+        distribution = ctx.encode()
         image_latents = mode_latents(distribution, ctx.vae, scaled=False)
         shape = (1, ctx.components.latent_channels, *image_latents.shape[-2:])
         noise = randn_tensor(shape, generator=ctx.generator, device=image_latents.device, dtype=image_latents.dtype)

@@ -46,7 +46,7 @@ class PromptToPrompt(Method):
         from ..engine import alignment
         from ..engine.attention import CrossAttentionStore, controlled_attention
         from ..engine.guidance import BatchCFGDenoiser
-        from ..engine.latents import encode_distribution, sample_latents
+        from ..engine.latents import sample_latents
         from ..engine.prompt_to_prompt import LocalBlend, MaskBlend, refine, reweighted, word_swap
         from ..engine.prompt_to_prompt import PromptToPrompt as Controller
         from ..engine.sampling import denoise, make_scheduler
@@ -73,7 +73,7 @@ class PromptToPrompt(Method):
             word_steps = alignment.equalizer(target, per_word, tokenizer, default=cross_replace_steps,
                                              field="params.cross_replace_words")[0]
 
-        original = sample_latents(encode_distribution(ctx.vae, ctx.image), ctx.generator, ctx.vae)
+        original = sample_latents(ctx.encode(), ctx.generator, ctx.vae)
         trajectory = ctx.invert(source, 1.0, original, num_inference_steps, 1.0)
         if inversion == "null-text":
             embeddings = ctx.null_text(source, guidance_scale, original, trajectory, num_inner_steps=num_inner_steps,

@@ -14,12 +14,12 @@ class SDEdit(Method):
     def run(self, ctx: EditContext, *, strength, num_inference_steps, guidance_scale, eta, scheduler) -> MethodOutput:
         from diffusers.utils.torch_utils import randn_tensor
 
-        from ..engine.latents import encode_distribution, sample_latents
+        from ..engine.latents import sample_latents
         from ..engine.sampling import make_scheduler, strength_timesteps
 
         sched = make_scheduler(ctx.components.scheduler, scheduler)
         timesteps = strength_timesteps(sched, num_inference_steps, strength)
-        original = sample_latents(encode_distribution(ctx.vae, ctx.image), ctx.generator, ctx.vae)
+        original = sample_latents(ctx.encode(), ctx.generator, ctx.vae)
         noise = randn_tensor(original.shape, generator=ctx.generator, device=original.device, dtype=original.dtype)
         return ctx.denoise_outside_kept(
             ctx.text_denoiser(ctx.target, guidance_scale), sched, sched.add_noise(original, noise, timesteps[:1]),
