@@ -83,7 +83,6 @@ def editors_table(samples: int, out: Path) -> None:
 def memory_table(repeats: int, device: str = "cpu") -> None:
     """Time, peak memory (CUDA) and output change of each memory option on the tiny Kontext pipeline."""
     import torch
-
     from PIL import Image
 
     from instructedit import Editor, EditRequest
