@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
@@ -37,3 +40,51 @@ def test_image() -> Image.Image:
     array = np.stack([x * 8, y * 8, np.full_like(x, 128)], axis=-1).astype(np.uint8)
     array[8:20, 10:22] = [250, 30, 30]
     return Image.fromarray(array)
+
+
+class _Judge(BaseHTTPRequestHandler):
+    """Answers SC requests (two images) with ``[8, 6]`` between VIEScore's delimiters and PQ requests (one image)
+    with bare JSON ``[7, 9]``; ``server.script`` may first fail or answer nonsense."""
+
+    def do_POST(self) -> None:  # noqa: N802 - the http.server API
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.server.requests.append(body)
+        if self.server.script:
+            step = self.server.script.pop(0)
+            if isinstance(step, int):
+                self.send_response(step)
+                self.end_headers()
+                return
+            answer = step
+        else:
+            content = body["messages"][0]["content"]
+            images = [c for c in content if c["type"] == "image_url"]
+            assert all(c["image_url"]["url"].startswith("data:image/jpeg;base64,") for c in images)
+            text = content[0]["text"]
+            if len(images) == 2:
+                assert "Editing instruction: " in text and "overediting" in text
+                self.server.instructions.append(text.rsplit("Editing instruction: ", 1)[1].strip())
+                answer = '||V^=^V||\n{\n"score" : [8, 6],\n"reasoning" : "ok"\n}\n||V^=^V||'
+            else:
+                assert "naturalness" in text and "<instruction>" not in text
+                answer = '{"score": [7, 9], "reasoning": "fine"}'
+        payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": answer}}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture()
+def judge_server():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Judge)
+    server.requests, server.script, server.instructions = [], [], []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()

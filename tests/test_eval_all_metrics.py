@@ -39,7 +39,8 @@ def _lpips_weights(folder: Path, net: str) -> dict[str, str]:
     return {"lpips_backbone": str(folder / f"{net}.pth"), "lpips_heads": str(folder / f"{net}-heads.pth")}
 
 
-def test_every_registered_metric_runs_through_the_runner(tmp_path, tiny_pipeline_dir, tiny_clip, tiny_vit):  # noqa: F811
+def test_every_registered_metric_runs_through_the_runner(tmp_path, tiny_pipeline_dir, tiny_clip, tiny_vit,  # noqa: F811
+                                                         judge_server):
     clip_folder, vit_folder = tiny_clip[0], tiny_vit[0]
     dataset = read_domain("test", num_samples=3)  # target, mask, captions, local descriptions and the oracle
     config = BenchmarkConfig(
@@ -54,14 +55,17 @@ def test_every_registered_metric_runs_through_the_runner(tmp_path, tiny_pipeline
     with torch.random.fork_rng():
         torch.manual_seed(0)
         extractor = InceptionFeatureExtractor(network=network)
+    from instructedit.evaluation.metrics.judge import VLMJudge
+
+    judge = VLMJudge(f"http://127.0.0.1:{judge_server.server_address[1]}/v1", backoff=0)  # a local judge server
     summary = run_benchmark(dataset, config, tmp_path / "out", device="cpu", progress=False, parquet=False,
-                            set_extractor=extractor)  # fmt: skip
+                            set_extractor=extractor, judge=judge)  # fmt: skip
     assert (summary.ok, summary.errors) == (3, 0)
     rows = _rows(tmp_path / "out")
     assert len(METRICS) == sum(len(names) for names in GROUPS.values()) >= 28
     for row in rows:
         assert "metric_errors" not in row, row["metric_errors"]
-        assert set(row["metrics"]) == set(METRICS)
+        assert set(row["metrics"]) == set(METRICS) | {"seconds_per_edit", "peak_memory_mb"}
         not_finite = {k: v for k, v in row["metrics"].items() if v is None or not math.isfinite(v)}
         assert not not_finite
     set_rows = read_set_metrics(tmp_path / "out")
