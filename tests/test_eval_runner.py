@@ -301,4 +301,5 @@ def test_set_metrics_are_computed_at_the_end(tmp_path: Path) -> None:
         ("sdedit", "strength=0.2", 3, "input"), ("sdedit", "strength=0.6", 3, "input"), ("ip2p", "default", 3, "input"),
     ]  # fmt: skip
     assert all(r["fid"] >= 0 and "kid" not in r for r in lines)
-    assert set(_lines(tmp_path / "out" / RESULTS)[0]["metrics"]) == {"l1_input"}  # only the row metric asked for
+    metrics = set(_lines(tmp_path / "out" / RESULTS)[0]["metrics"])
+    assert metrics == {"l1_input", "seconds_per_edit", "peak_memory_mb"}  # the row metric asked for, and the cost
