@@ -83,6 +83,15 @@ def test_unchanged_outputs_count_as_100_db_and_requests_carry_every_text(samples
     assert all(r.params == {} and r.seed == 0 and r.model is None for r in editor.requests)
 
 
+def test_a_kept_run_folder_resumes_without_editing_again(samples, tmp_path):
+    first = IdentityEditor()
+    quality = evaluate_method(first, samples, "encode-decode", out_dir=tmp_path / "run")
+    assert len(first.requests) == len(samples)
+    again = IdentityEditor()
+    resumed = evaluate_method(again, samples, "encode-decode", out_dir=tmp_path / "run")
+    assert again.requests == [] and resumed.rows == quality.rows  # every row was on disk
+
+
 def test_sample_request_follows_what_drives_the_method(samples):
     sample = samples[0]
     instructed = sample_request(sample, "ip2p", seed=5)

@@ -17,6 +17,7 @@ import tempfile
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidRequestError
@@ -86,12 +87,13 @@ def _quality_row(row: dict[str, Any], heldout: dict[str, bool]) -> dict[str, Any
 
 
 def evaluate_method(editor: Any, samples: Any, method: str, model: str | None = None, params: dict | None = None,
-                    seed: int = 0) -> MethodQuality:  # fmt: skip
+                    seed: int = 0, out_dir: str | Path | None = None) -> MethodQuality:  # fmt: skip
     """Run ``method`` on every sample through the benchmark runner and score each output with the domain's oracles.
 
     ``samples``: domain samples (e.g. :func:`held_out_samples`) or a domain :class:`EditDataset`. The runner
     plans one job per sample (``params``, ``seed``, ``model``: unset = the editor's default for the method), edits
-    with ``editor`` and computes the ``oracle`` metrics; its results go to a temporary folder.
+    with ``editor`` and computes the ``oracle`` metrics; its results go to ``out_dir`` (kept after every edit, so
+    rerunning with the same folder resumes a long run such as DAC's) or to a temporary folder.
     """
     from .results import read_rows
     from .runner import BenchmarkConfig, run_benchmark
@@ -99,7 +101,8 @@ def evaluate_method(editor: Any, samples: Any, method: str, model: str | None = 
     dataset = _dataset(samples)
     config = BenchmarkConfig(methods=[method], params=dict(params or {}), models={method: model} if model else {},
                              metrics="oracle", seeds=(seed,), save_images=False)  # fmt: skip
-    with tempfile.TemporaryDirectory(prefix="instructedit-quality-") as out:
+    with tempfile.TemporaryDirectory(prefix="instructedit-quality-") as scratch:
+        out = Path(out_dir) if out_dir is not None else Path(scratch)
         run_benchmark(dataset, config, out, editor=editor, on_error="raise", progress=False, shard=(0, 1),
                       parquet=False)  # fmt: skip
         results = read_rows(out)
@@ -171,6 +174,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                         help="a parameter for every method of the run (repeatable), e.g. inversion=ddim")
     parser.add_argument("--skip-text-to-image", action="store_true", help="do not score the text-to-image model")
     parser.add_argument("--json", default=None)
+    parser.add_argument("--out", default=None, help="keep each method's rows in OUT/METHOD (a rerun resumes)")
     args = parser.parse_args(argv)
     params = {}
     for item in args.param:
@@ -184,7 +188,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     models = {"t2i": args.t2i, "ip2p": args.ip2p}
     for method in args.methods.split(","):
         model = models[get_method(method).model_kind]
-        quality = evaluate_method(editor, samples, method, model, params=params)
+        quality = evaluate_method(editor, samples, method, model, params=params,
+                                  out_dir=Path(args.out) / method if args.out else None)
         report["methods"][method] = quality.summary()
         types = " ".join(f"{k}={v:.2f}" for k, v in quality.applied_by_type.items())
         print(f"{method:<14} applied {quality.applied:.3f} (held-out phrasings {quality.applied_heldout_phrasing}) "
