@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from .engine.blending import mask_to_pixels
-from .engine.components import ComponentCache, Components, resolve_device, resolve_dtype
+from .engine.components import ComponentCache, Components, read_model_defaults, resolve_device, resolve_dtype
 from .engine.geometry import crop_to, pad_to_multiple
 from .engine.guidance import UNetCounter
 from .engine.latents import decode, image_to_tensor, mask_to_tensor, tensor_to_image
@@ -116,11 +116,10 @@ class Editor:
         if model in self._family_checked:
             return
         from .engine.pipelines import model_class_name
+        from .methods.base import MODEL_KINDS
 
         class_name = model_class_name(model)
         fitting = [m for m in available_methods() if m.runs_pipeline and class_name in getattr(m, "pipelines", {})]
-        from .methods.base import MODEL_KINDS
-
         if fitting and not any(m.model_kind in MODEL_KINDS for m in fitting):
             raise InvalidModelError(
                 f"'{model}' is a {class_name}, which {method.name} cannot run: use method='{fitting[0].name}' for "
@@ -337,17 +336,21 @@ class Editor:
             self._grounders[key] = make_grounder(name, components=components, **options)
         return self._grounders[key]
 
-    def _edit_pipeline(self, method: Method, request: EditRequest, mask_source: str | None = None) -> EditResult:
-        start = time.perf_counter()
+    def _prepare(self, method: Method, request: EditRequest):
+        """The request's checked inputs, its seed (drawn when unset) and the model it runs on."""
         inputs = read_inputs(
             request, needs=method.needs, accepts_mask=method.accepts_mask, method=method.name,
             max_pixels=self.max_pixels, instruction_methods=[m.name for m in available_methods()
                                                              if m.takes_instruction],
         )
         seed = _check_seed(request.seed if request.seed is not None else random.randrange(2**32))
-        model = self.model_for(method, request.model)
+        return inputs, seed, self.model_for(method, request.model)
+
+    def _edit_pipeline(self, method: Method, request: EditRequest, mask_source: str | None = None) -> EditResult:
+        start = time.perf_counter()
+        inputs, seed, model = self._prepare(method, request)
         loaded = self.load_pipeline(method, model)
-        params = method.resolve(dict(request.params or {}), _model_defaults(model).get(method.name))
+        params = method.resolve(dict(request.params or {}), read_model_defaults(model).get(method.name))
         # a CPU generator: the pipelines draw their noise on the CPU from it, so a seed means the same on any device
         generator = torch.Generator("cpu").manual_seed(seed)
         with self._lock_for_module(loaded.denoiser), torch.inference_mode(), UNetCounter(loaded.denoiser) as counter:
@@ -371,14 +374,8 @@ class Editor:
         if method.runs_pipeline:
             return self._edit_pipeline(method, request, mask_source)
         start = time.perf_counter()
-        inputs = read_inputs(
-            request, needs=method.needs, accepts_mask=method.accepts_mask, method=method.name,
-            max_pixels=self.max_pixels, instruction_methods=[m.name for m in available_methods()
-                                                             if m.takes_instruction],
-        )
+        inputs, seed, model = self._prepare(method, request)
         image, mask, texts = inputs.image, inputs.mask, inputs.texts
-        seed = _check_seed(request.seed if request.seed is not None else random.randrange(2**32))
-        model = self.model_for(method, request.model)
         self._check_family(method, model)
         components = self.load(model)
         method.check_model(components)
@@ -422,12 +419,6 @@ DEFAULT_FEATHER = 0.0
 """Pixels of soft seam (inside the mask) where a grounded edit's result meets the pasted-back input. 0: a hard
 seam, which lies in the dilation margin (background on both sides); a 1-pixel feather cost SDEdit 2 of 140
 edits on the 64-pixel domain, whose small objects reach that margin."""
-
-
-def _model_defaults(name: str) -> dict:
-    from .engine.components import read_model_defaults
-
-    return read_model_defaults(name)
 
 
 def _check_seed(seed: object) -> object:

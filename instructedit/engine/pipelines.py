@@ -245,6 +245,21 @@ def place(pipe, device: torch.device, memory: MemoryOptions) -> None:
         pipe.enable_attention_slicing()
 
 
+def variant(pipe, class_name: str):
+    """``pipe`` as the pipeline class ``class_name`` (an inpainting variant, LEDITS++ on a Stable Diffusion
+    pipeline), sharing its loaded models through diffusers' ``from_pipe``; made once per class and kept on ``pipe``."""
+    import diffusers
+
+    if type(pipe).__name__ == class_name:
+        return pipe
+    variants = pipe.__dict__.setdefault("_instructedit_variants", {})
+    if class_name not in variants:
+        converted = getattr(diffusers, class_name).from_pipe(pipe)
+        converted.set_progress_bar_config(disable=True)
+        variants[class_name] = converted
+    return variants[class_name]
+
+
 @dataclass
 class LoadedPipeline:
     """A pipeline with what its record needs: the name it was asked for and the revision it came from."""
@@ -275,7 +290,7 @@ class PipelineCache:
     """Loaded pipelines keyed by (name, class, device, dtype, memory options): each is loaded once and reused.
 
     A pipeline added in memory (:meth:`put`) serves every request naming it; run as another class (LEDITS++ on
-    a Stable Diffusion pipeline) it is converted once with diffusers' ``from_pipe``, sharing its models.
+    a Stable Diffusion pipeline) it is converted once (:func:`variant`), sharing its models.
     """
 
     def __init__(self) -> None:
@@ -298,18 +313,11 @@ class PipelineCache:
             return self._added.get(name)
 
     def as_class(self, loaded: LoadedPipeline, class_name: str) -> LoadedPipeline:
-        """``loaded`` run as ``class_name`` (itself when it is one already)."""
-        import diffusers
-
+        """``loaded`` run as ``class_name`` (itself when it is one already; see :func:`variant`)."""
         if loaded.class_name == class_name:
             return loaded
-        key = (loaded.name, class_name, "in-memory", "", "")
         with self._lock:
-            if key not in self._items:
-                pipe = getattr(diffusers, class_name).from_pipe(loaded.pipe)
-                pipe.set_progress_bar_config(disable=True)
-                self._items[key] = LoadedPipeline(pipe, loaded.name, loaded.revision, loaded.memory)
-            return self._items[key]
+            return LoadedPipeline(variant(loaded.pipe, class_name), loaded.name, loaded.revision, loaded.memory)
 
     def put(self, pipe, name: str, revision: str = "in-memory") -> LoadedPipeline:
         """Register a pipeline built in memory (tests, notebooks) under ``name``."""
@@ -317,5 +325,4 @@ class PipelineCache:
         loaded = LoadedPipeline(pipe, name, revision, MemoryOptions())
         with self._lock:
             self._added[name] = loaded
-            self._items = {k: v for k, v in self._items.items() if k[0] != name}
         return loaded

@@ -63,8 +63,9 @@ class PromptToPrompt(AttentionController):
     ) -> None:
         self.cross_edit, self.guided, self.store = cross_edit, guided, store
         # the authors count cross-attention replacement over steps + 1 entries, self-attention over steps
-        if isinstance(cross_replace_steps, torch.Tensor):
-            self.cross_until = (cross_replace_steps * (num_inference_steps + 1)).long()
+        if isinstance(cross_replace_steps, torch.Tensor):  # (steps + 1, tokens) weights, made once
+            until = (cross_replace_steps * (num_inference_steps + 1)).long()
+            self.cross_until = (torch.arange(num_inference_steps + 1)[:, None] < until[None, :]).float()
         else:
             self.cross_until = int(cross_replace_steps * (num_inference_steps + 1))
         self.self_until = int(num_inference_steps * self_replace_steps)
@@ -79,8 +80,8 @@ class PromptToPrompt(AttentionController):
         cond = probs[probs.shape[0] // 2 :] if self.guided else probs
         step = self.call
         if site.is_cross:
-            if isinstance(self.cross_until, torch.Tensor):  # per token: (tokens,) weights over the last axis
-                alpha = (step < self.cross_until).to(cond)[: cond.shape[-1]]
+            if isinstance(self.cross_until, torch.Tensor):  # per token: this step's (tokens,) weights
+                alpha = self.cross_until[min(step, len(self.cross_until) - 1), : cond.shape[-1]].to(cond)
             else:
                 alpha = 1.0 if step < self.cross_until else 0.0  # the authors' per-step weight, no allocation
             base, replace = cond[0], cond[1:]

@@ -101,7 +101,8 @@ def chat_completions_url(base_url: str) -> str:
     return urllib.parse.urlunsplit((parts.scheme.lower(), parts.netloc, path, parts.query, ""))
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """True for localhost and loopback addresses (requests to them bypass any proxy)."""
     if host.lower() == "localhost":
         return True
     try:
@@ -287,7 +288,7 @@ class LLMPlanner:
         self.max_backoff = max(0.0, float(max_backoff))
         self._fallback = fallback
         host = urllib.parse.urlsplit(self.url).hostname or ""
-        handlers = [urllib.request.ProxyHandler({})] if _is_loopback(host) else []
+        handlers = [urllib.request.ProxyHandler({})] if is_loopback(host) else []
         self._opener = urllib.request.build_opener(*handlers)
         self.requests_made = 0
         self.last_requests = 0

@@ -39,10 +39,8 @@ def concepts(editing_prompt: str, source: str | None, target: str) -> tuple[list
             raise InvalidRequestError(f"ledits++: editing_prompt={editing_prompt!r} has an empty concept: write "
                                       "e.g. 'red; -blue'", field="params.editing_prompt")
     else:
-        removed, added = changed_words(source or "", target)
-        if not source:
-            removed, added = [], [target]
-        pairs = [(" ".join(added), False)] * bool(added) + [(" ".join(removed), True)] * bool(removed)
+        removed, added = changed_words(source, target) if source else ([], [target])
+        pairs = [(" ".join(words), reverse) for words, reverse in ((added, False), (removed, True)) if words]
         if not pairs:
             raise InvalidRequestError("ledits++: the source and target captions are the same, so there is no "
                                       "concept to edit: change the target, or name concepts in editing_prompt",

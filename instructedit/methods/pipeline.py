@@ -73,7 +73,9 @@ class PipelineMethod(Method):
         kwargs = self.arguments(texts, params)
         inpaint = self.inpaint_pipelines.get(type(pipe).__name__) if mask is not None else None
         if inpaint is not None:
-            pipe = inpainting_variant(pipe, inpaint)
+            from ..engine.pipelines import variant
+
+            pipe = variant(pipe, inpaint)
             kwargs.update({name: params[name] for name in self.mask_only_params}, mask_image=mask)
         edited = pipe(image=image, generator=generator, output_type="pil", **kwargs).images[0]
         if mask is not None and inpaint is None:
@@ -81,18 +83,6 @@ class PipelineMethod(Method):
 
             edited = paste_outside(image, edited.resize(image.size), mask, feather=0.0)
         return edited
-
-
-def inpainting_variant(pipe, class_name: str):
-    """``pipe``'s inpainting pipeline sharing its loaded models (diffusers' ``from_pipe``; nothing is copied)."""
-    import diffusers
-
-    cached = getattr(pipe, "_instructedit_inpaint", None)
-    if cached is None or type(cached).__name__ != class_name:
-        cached = getattr(diffusers, class_name).from_pipe(pipe)
-        cached.set_progress_bar_config(disable=True)
-        pipe._instructedit_inpaint = cached
-    return cached
 
 
 def text_param(name: str, default: str, help: str) -> Param:

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import DatasetError
-from .sample import EditDataset, EditSample, ImageRef
+from ._parquet import ParquetCells
+from .sample import EditDataset, EditSample
 
 GEDIT_TASK_TYPES = ("background_change", "color_alter", "material_alter", "motion_change", "ps_human",
                     "style_change", "subject-add", "subject-remove", "subject-replace", "text_change",
@@ -43,26 +44,6 @@ def is_gedit(path: Path) -> bool:
     return bool(files) and {"task_type", "instruction_language"} <= set(pq.ParquetFile(files[0]).schema_arrow.names)
 
 
-class _Cells:
-    """Reads one image cell on demand, keeping the last row group in memory."""
-
-    def __init__(self) -> None:
-        self._key: tuple[Path, int] | None = None
-        self._table: Any = None
-
-    def image(self, path: Path, group: int, row: int, column: str) -> bytes:
-        import pyarrow.parquet as pq
-
-        if self._key != (path, group):
-            self._table = pq.ParquetFile(path).read_row_group(group, columns=["input_image", "input_image_raw"])
-            self._key = (path, group)
-        value = self._table.column(column)[row].as_py()
-        data = value.get("bytes") if isinstance(value, dict) else value
-        if not isinstance(data, bytes | bytearray) or not data:
-            raise DatasetError(f"GEdit-Bench '{path.name}' row {row}: column '{column}' holds no image bytes.")
-        return bytes(data)
-
-
 def read_gedit(root: str | Path, split: str = "en") -> EditDataset:
     """Read GEdit-Bench from its parquet files; ``split`` is the instruction language (``en``, ``cn``, ``all``)."""
     try:
@@ -76,7 +57,6 @@ def read_gedit(root: str | Path, split: str = "en") -> EditDataset:
     if not files:
         raise DatasetError(f"no GEdit-Bench parquet files under '{root}': download stepfun-ai/GEdit-Bench "
                            "(`huggingface-cli download stepfun-ai/GEdit-Bench --repo-type dataset --local-dir DIR`).")
-    cells = _Cells()
     samples: list[EditSample] = []
     for path in files:
         handle = pq.ParquetFile(path)
@@ -85,6 +65,7 @@ def read_gedit(root: str | Path, split: str = "en") -> EditDataset:
             raise DatasetError(f"GEdit-Bench parquet '{path}' lacks columns {sorted(missing)}; it is not "
                                "stepfun-ai/GEdit-Bench.")
         has_raw = "input_image_raw" in handle.schema_arrow.names
+        cells = ParquetCells(["input_image", "input_image_raw"] if has_raw else ["input_image"])
         meta_columns = ["task_type", "key", "instruction", "instruction_language", "Intersection_exist"]
         for group in range(handle.num_row_groups):
             for row, meta in enumerate(handle.read_row_group(group, columns=meta_columns).to_pylist()):
@@ -98,14 +79,10 @@ def read_gedit(root: str | Path, split: str = "en") -> EditDataset:
                 extra: dict[str, Any] = {"key": str(meta["key"]), "language": language,
                                          "intersection_exist": bool(meta["Intersection_exist"])}
                 if has_raw:
-                    extra["input_image_raw"] = _ref(cells, where, "input_image_raw", sample_id)
+                    extra["input_image_raw"] = cells.ref(where, "input_image_raw", sample_id)
                 samples.append(EditSample(
-                    id=sample_id, source=_ref(cells, where, "input_image", sample_id),
+                    id=sample_id, source=cells.ref(where, "input_image", sample_id),
                     instruction=meta["instruction"].strip(), edit_type=str(meta["task_type"]), extra=extra,
                 ))
     return EditDataset(f"gedit-{split}", samples, kind="gedit", root=str(root))
 
-
-def _ref(cells: _Cells, where: tuple[Path, int, int], column: str, sample_id: str) -> ImageRef:
-    return ImageRef(lambda: ImageRef(cells.image(*where, column)).open(),
-                    description=f"{where[0].name}[{sample_id}].{column}")

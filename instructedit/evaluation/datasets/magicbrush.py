@@ -28,6 +28,7 @@ from typing import Any
 
 from ...errors import DatasetError
 from ._json import optional_text, read_json
+from ._parquet import ParquetCells
 from .sample import EditDataset, EditSample, ImageRef, binary_mask_from_transparency
 
 
@@ -142,37 +143,6 @@ def _parquet_files(root: Path) -> list[Path]:
     return sorted(root.glob("*.parquet")) + sorted(root.glob("data/*.parquet"))
 
 
-class _ParquetImages:
-    """Reads one image cell on demand, keeping the last row group in memory (rows are visited in order)."""
-
-    def __init__(self) -> None:
-        self._key: tuple[Path, int] | None = None
-        self._table: Any = None
-
-    def cell(self, path: Path, group: int, row: int, column: str) -> bytes:
-        import pyarrow.parquet as pq
-
-        if self._key != (path, group):
-            columns = ["source_img", "target_img", "mask_img"]
-            self._table = pq.ParquetFile(path).read_row_group(group, columns=columns)
-            self._key = (path, group)
-        value = self._table.column(column)[row].as_py()
-        data = value.get("bytes") if isinstance(value, dict) else value
-        if not isinstance(data, bytes | bytearray) or not data:
-            raise ValueError(f"column '{column}' holds no image bytes")
-        return bytes(data)
-
-
-def _cell_ref(
-    reader: _ParquetImages, where: tuple[Path, int, int], column: str, sample_id: str, convert=None
-) -> ImageRef:
-    return ImageRef(
-        lambda: ImageRef(reader.cell(*where, column)).open(),
-        convert=convert,
-        description=f"{where[0].name}[{sample_id}].{column}",
-    )
-
-
 def _read_parquet(root: Path, split: str) -> EditDataset:
     try:
         import pyarrow.parquet as pq
@@ -185,7 +155,7 @@ def _read_parquet(root: Path, split: str) -> EditDataset:
         files = [f for f in files if f.name.startswith(split)] or files
     if not files:
         raise DatasetError(f"no parquet files for split '{split}' under '{root}'.")
-    reader = _ParquetImages()
+    reader = ParquetCells(["source_img", "target_img", "mask_img"])
     rows: list[dict[str, Any]] = []
     needed = {"img_id", "turn_index", "instruction", "source_img", "target_img", "mask_img"}
     for path in files:
@@ -212,10 +182,10 @@ def _read_parquet(root: Path, split: str) -> EditDataset:
         samples.append(
             EditSample(
                 id=sample_id,
-                source=_cell_ref(reader, where, "source_img", sample_id),
+                source=reader.ref(where, "source_img", sample_id),
                 instruction=optional_text(row, "instruction", sample_id),
-                target=_cell_ref(reader, where, "target_img", sample_id),
-                mask=_cell_ref(reader, where, "mask_img", sample_id, convert=binary_mask_from_transparency),
+                target=reader.ref(where, "target_img", sample_id),
+                mask=reader.ref(where, "mask_img", sample_id, convert=binary_mask_from_transparency),
                 session_id=img_id,
                 turn=turn,
                 num_turns=turns[img_id],

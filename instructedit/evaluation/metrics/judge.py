@@ -153,7 +153,7 @@ class VLMJudge:
     def __init__(self, base_url: str | None = None, *, model: str | None = None, api_key: str | None = None,
                  timeout: float = 120.0, max_retries: int = 3, backoff: float = 1.0, max_tokens: int = 1400,
                  cache_file: str | Path | None = None) -> None:
-        from ...instructions.llm import chat_completions_url
+        from ...instructions.llm import chat_completions_url, is_loopback
 
         base_url = base_url or os.environ.get(URL_ENV)
         if not base_url:
@@ -171,8 +171,7 @@ class VLMJudge:
             raise InvalidRequestError("judge timeout must be positive and max_retries 0 or more",
                                       field="judge_timeout")
         self.timeout, self.max_retries, self.backoff, self.max_tokens = timeout, max_retries, backoff, max_tokens
-        host = urllib.parse.urlsplit(self.url).hostname or ""
-        loopback = host in ("localhost", "127.0.0.1", "::1")
+        loopback = is_loopback(urllib.parse.urlsplit(self.url).hostname or "")
         self._opener = urllib.request.build_opener(*([urllib.request.ProxyHandler({})] if loopback else []))
         self._cache: dict[str, list[float] | None] = {}
         self._lock = threading.Lock()
