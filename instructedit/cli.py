@@ -62,6 +62,10 @@ def edit(
     method: Annotated[str, typer.Option(help="Editing method; see `instructedit methods`.")] = DEFAULT_METHOD,
     model: Annotated[str | None, typer.Option(help="Hub id or local diffusers folder; default: the method's "
                                               "built-in model.")] = None,
+    lora: Annotated[str | None, typer.Option(help="A LoRA fused into the model: hub id, folder or .safetensors "
+                                             "(e.g. latent-consistency/lcm-lora-sdv1-5 with --param scheduler=lcm "
+                                             "--steps 4 --guidance 1).")] = None,
+    lora_scale: Annotated[float, typer.Option(help="How strongly the LoRA applies (1: as trained).")] = 1.0,
     source: Annotated[str | None, typer.Option(help="Caption of the input image.")] = None,
     target: Annotated[str | None, typer.Option(help="Caption of the edited image.")] = None,
     mask: Annotated[Path | None, typer.Option(help="Edit mask, white = edit, same size as the image.")] = None,
@@ -150,6 +154,7 @@ def edit(
             image=str(image), instruction=instruction, source=source, target=target,
             mask=str(mask) if mask else None, method=chosen.name, params=params, seed=seed, model=model,
             plan=plan, ground=ground, ground_options={} if dilate is None else {"dilation": dilate},
+            lora=lora, lora_scale=lora_scale,
         ))
         record = result.record.to_json()
         save_image(result.image, output, metadata={"instructedit": record})

@@ -143,9 +143,10 @@ class Editor:
 
         return self.default_models.get(method.model_kind) or builtin_model(method.model_kind) or method.default_model
 
-    def load(self, name: str) -> Components:
-        """The components of model ``name``, loaded on first use."""
-        return self._models.get(name, self.device, self.dtype)
+    def load(self, name: str, lora: str | None = None, lora_scale: float = 1.0) -> Components:
+        """The components of model ``name``, loaded on first use; with ``lora`` (hub id, folder or file), a copy
+        with that LoRA fused in at ``lora_scale`` (see :mod:`instructedit.engine.lora`)."""
+        return self._models.get(name, self.device, self.dtype, lora, lora_scale)
 
     def _prompts(self, components: Components) -> PromptEncoder:
         key = id(components.text_encoder)
@@ -344,11 +345,23 @@ class Editor:
                                                              if m.takes_instruction],
         )
         seed = _check_seed(request.seed if request.seed is not None else random.randrange(2**32))
+        if request.lora is not None:
+            from .engine.lora import check_lora_scale
+
+            if not isinstance(request.lora, str) or not request.lora.strip():
+                raise InvalidRequestError("lora must name a LoRA (hub id, folder or .safetensors file), or be left "
+                                          "out", field="lora")
+            check_lora_scale(request.lora_scale)
         return inputs, seed, self.model_for(method, request.model)
 
     def _edit_pipeline(self, method: Method, request: EditRequest, mask_source: str | None = None) -> EditResult:
         start = time.perf_counter()
         inputs, seed, model = self._prepare(method, request)
+        if request.lora is not None:
+            raise InvalidRequestError(
+                f"{method.name} runs a diffusers pipeline, which takes its LoRA on the pipeline: call "
+                "pipe.load_lora_weights(...) and give it to Editor.add_pipeline(pipe, name), then request that "
+                "name as the model; leave the request's lora out", field="lora")
         loaded = self.load_pipeline(method, model)
         params = method.resolve(dict(request.params or {}), read_model_defaults(model).get(method.name))
         # a CPU generator: the pipelines draw their noise on the CPU from it, so a seed means the same on any device
@@ -377,7 +390,7 @@ class Editor:
         inputs, seed, model = self._prepare(method, request)
         image, mask, texts = inputs.image, inputs.mask, inputs.texts
         self._check_family(method, model)
-        components = self.load(model)
+        components = self.load(model, request.lora, request.lora_scale)
         method.check_model(components)
         params = method.resolve(dict(request.params or {}), components.defaults.get(method.name))
 
@@ -409,6 +422,7 @@ class Editor:
             mask_source=None if out_mask is None else (
                 "produced" if output.produced_mask else (mask_source or "user")),
             device=str(components.device), dtype=str(components.dtype).removeprefix("torch."), version=__version__,
+            lora=request.lora, lora_scale=None if request.lora is None else float(request.lora_scale),
         )
         return EditResult(image=edited, record=record, mask=out_mask)
 

@@ -44,6 +44,8 @@ class EditRequest:
     plan: bool | None = None  # None: plan when it helps (see Editor.edit); True: always; False: never
     ground: str | None = None  # None/"off": no grounding; "auto" or a backend name: confine the edit to the entity
     ground_options: dict[str, Any] = field(default_factory=dict)  # dilation, threshold, ...
+    lora: str | None = None  # hub id, folder or .safetensors file of a LoRA fused into the model (LCM-LoRA ...)
+    lora_scale: float = 1.0  # how strongly the LoRA applies (1: as trained)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields; an in-memory image or mask becomes a ``data:image/png;base64,`` URL, bytes too."""
@@ -73,12 +75,14 @@ class EditRequest:
         if "image" not in data or data["image"] is None:
             raise InvalidRequestError("the request has no image: give a path or a data URL in 'image'", field="image")
         kinds = {"instruction": str, "source": str, "target": str, "method": str, "model": str, "seed": int,
-                 "params": dict, "plan": bool, "ground": str, "ground_options": dict}
+                 "params": dict, "plan": bool, "ground": str, "ground_options": dict, "lora": str,
+                 "lora_scale": (int, float)}
         for key, kind in kinds.items():
             value = data.get(key)
             if value is not None and (not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool)):
+                name = "an integer" if kind is int else "a number" if isinstance(kind, tuple) else kind.__name__
                 raise InvalidRequestError(
-                    f"request field '{key}' must be {'an integer' if kind is int else kind.__name__}, "
+                    f"request field '{key}' must be {name}, "
                     f"got {type(value).__name__}", field=key,
                 )
         values = dict(data)
@@ -88,8 +92,9 @@ class EditRequest:
         for key in ("params", "ground_options"):
             if values.get(key) is None:
                 values[key] = {}
-        if values.get("method") is None:
-            values.pop("method", None)
+        for key in ("method", "lora_scale"):
+            if values.get(key) is None:
+                values.pop(key, None)
         return cls(**values)
 
 
@@ -146,6 +151,8 @@ class EditRecord:
     captioner: str | None = None  # who wrote the source caption the plans were read against, None = no captioner
     model_revision: str | None = None  # hub commit or local-folder digest of a pipeline method's weights
     memory: dict[str, Any] | None = None  # a pipeline method's memory options (offload, tiling, quantisation)
+    lora: str | None = None  # the LoRA fused into the model, if any
+    lora_scale: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

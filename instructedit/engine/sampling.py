@@ -17,17 +17,22 @@ def make_scheduler(template, kind: str | None = None):
     """A fresh scheduler from ``template``'s config (schedulers carry state; edits must not share it).
 
     ``kind`` picks another scheduler class on the same noise schedule: ``"ddim"``, ``"euler-ancestral"``,
-    ``"euler"``, ``"dpm++"``; ``None`` keeps the template's class.
+    ``"euler"``, ``"dpm++"``, and the few-step samplers of consistency-distilled models and LoRAs, ``"lcm"``
+    (LCMScheduler) and ``"tcd"`` (TCDScheduler; its ``eta`` is the paper's gamma, 0.3 in diffusers' examples);
+    ``None`` keeps the template's class.
     """
     from diffusers import (
         DDIMScheduler,
         DPMSolverMultistepScheduler,
         EulerAncestralDiscreteScheduler,
         EulerDiscreteScheduler,
+        LCMScheduler,
+        TCDScheduler,
     )
 
     classes = {"ddim": DDIMScheduler, "euler-ancestral": EulerAncestralDiscreteScheduler,
-               "euler": EulerDiscreteScheduler, "dpm++": DPMSolverMultistepScheduler}
+               "euler": EulerDiscreteScheduler, "dpm++": DPMSolverMultistepScheduler, "lcm": LCMScheduler,
+               "tcd": TCDScheduler}
     cls = type(template) if kind is None else classes[kind]
     return cls.from_config(template.config)
 

@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 MAX_TRACES = 32
+TRACE_AFTER = 40
 
 _STATELESS_PROCESSORS = ("AttnProcessor", "AttnProcessor2_0", "FusedAttnProcessor2_0", "XFormersAttnProcessor")
 
@@ -65,11 +66,13 @@ class TracedUNet(torch.nn.Module):
     docstring for when a trace replays the call. Forward hooks registered here (the editor's UNet-call counter)
     see every call, replayed or not."""
 
-    def __init__(self, unet: torch.nn.Module, enabled: bool = True) -> None:
+    def __init__(self, unet: torch.nn.Module, enabled: bool = True, trace_after: int = TRACE_AFTER) -> None:
         super().__init__()
         object.__setattr__(self, "_unet", unet)  # not a submodule: its hooks fire only on eager calls
         self._traces: dict[tuple, torch.jit.ScriptModule | None] = {}
+        self._eager_calls: dict[tuple, int] = {}
         self.enabled = enabled  # False: always the module itself (benchmarks compare both)
+        self.trace_after = trace_after  # eager calls of a signature before it is traced (0: trace at once)
 
     @contextmanager
     def eager(self) -> Iterator[None]:
@@ -137,6 +140,13 @@ class TracedUNet(torch.nn.Module):
         key = (tuple(sample.shape), sample.dtype, timesteps.dtype, tuple(hidden.shape), hidden.dtype,
                weights.dtype, structure)
         if key not in self._traces:
+            seen = self._eager_calls.get(key, 0)
+            if seen < self.trace_after:
+                if len(self._eager_calls) >= MAX_TRACES and key not in self._eager_calls:
+                    del self._eager_calls[next(iter(self._eager_calls))]
+                self._eager_calls[key] = seen + 1
+                return None
+            self._eager_calls.pop(key, None)
             if len(self._traces) >= MAX_TRACES:  # many image sizes: keep memory bounded, the oldest go first
                 del self._traces[next(iter(self._traces))]
             try:

@@ -81,7 +81,7 @@ class Param:
 
 STEPS = Param("num_inference_steps", 50, "number of denoising steps", 1, 1000)
 GUIDANCE = Param("guidance_scale", 7.5, "classifier-free guidance scale on the text; 1 turns guidance off", 0, 100)
-ETA = Param("eta", 0.0, "DDIM eta: 0 is deterministic", 0, 1)
+ETA = Param("eta", 0.0, "DDIM eta (0 is deterministic); TCD's gamma with scheduler=tcd (0.3 in its examples)", 0, 1)
 INVERSION_GUIDANCE = Param(
     "inversion_guidance_scale", 1.0, "guidance scale while inverting; 1 (no guidance) keeps inversion faithful", 0, 100
 )

@@ -285,15 +285,46 @@ def ip2p_command(
     )
 
 
+@app.command("lcd")
+@_command(_diffusion_options, _training_options)
+def lcd_command(
+    data: DataOpt,
+    output_dir: OutOpt,
+    pretrained_model: Annotated[str, typer.Option(help="The InstructPix2Pix teacher (and the student's start): hub "
+                                                       "id or folder.")],
+    guidance_scale: Annotated[float, typer.Option(help="The teacher's text guidance the student absorbs.")] = 5.0,
+    image_guidance_scale: Annotated[float, typer.Option(help="The teacher's image guidance.")] = 1.5,
+    num_ddim_timesteps: Annotated[int, typer.Option(help="Skipping-step DDIM grid (LCMScheduler's is 50).")] = 50,
+    target_ema_decay: Annotated[float, typer.Option(help="EMA decay of the target network (LCM: 0.95).")] = 0.95,
+    num_inference_steps: Annotated[int, typer.Option(help="Steps written as the distilled model's default.")] = 4,
+    input_image_column: Annotated[str, typer.Option(help="JSON key of the input image.")] = "input_image",
+    edit_prompt_column: Annotated[str, typer.Option(help="JSON key of the instruction.")] = "edit_prompt",
+    edited_image_column: Annotated[str, typer.Option(help="JSON key of the edited image.")] = "edited_image",
+    diffusion: Any = None,
+    training: Any = None,
+) -> None:
+    """Distil an InstructPix2Pix pipeline into a few-step one (latent consistency distillation); writes
+    OUT/pipeline, whose defaults run LCMScheduler with one guidance branch."""
+    _train_diffusion(
+        "lcd", output_dir, training, diffusion, data_dir=data, pretrained_model=pretrained_model,
+        guidance_scale=guidance_scale, image_guidance_scale=image_guidance_scale,
+        num_ddim_timesteps=num_ddim_timesteps, target_ema_decay=target_ema_decay,
+        num_inference_steps=num_inference_steps, input_image_column=input_image_column,
+        edit_prompt_column=edit_prompt_column, edited_image_column=edited_image_column,
+    )
+
+
 def _train_diffusion(kind: str, output_dir: Path, training: dict, diffusion: dict, **fields: Any) -> None:
     """Train the ``kind`` ("text2image" or "ip2p") task with settings made of the shared diffusion options and the
     command's own ``fields``, and report the result."""
+    from .consistency import ConsistencySettings, LatentConsistencyTask
     from .diffusion_task import InstructPix2PixSettings, InstructPix2PixTask, Text2ImageSettings, Text2ImageTask
     from .loop import train
 
     settings_class, task_class = {
         "text2image": (Text2ImageSettings, Text2ImageTask),
         "ip2p": (InstructPix2PixSettings, InstructPix2PixTask),
+        "lcd": (ConsistencySettings, LatentConsistencyTask),
     }[kind]
     config = _make_config(output_dir, training)
     _report(train(task_class(settings_class(**fields, **diffusion)), config))
