@@ -122,8 +122,8 @@ class _Interrupted(Exception):
     pass
 
 
-class _InterruptingText2Image(Text2ImageTask):
-    """Raises on micro-step ``stop_at`` (counted from 0), as a killed process would stop."""
+class _Interrupting:
+    """Mixed into a task: raises on micro-step ``stop_at`` (counted from 0), as a killed process would stop."""
 
     stop_at = 2
 
@@ -132,6 +132,10 @@ class _InterruptingText2Image(Text2ImageTask):
             raise _Interrupted
         self.stop_at -= 1
         return super().compute_loss(modules, batch, generator, accelerator)
+
+
+class _InterruptingText2Image(_Interrupting, Text2ImageTask):
+    pass
 
 
 def _weights(folder: Path) -> dict[str, torch.Tensor]:
@@ -491,21 +495,11 @@ def test_lcm_boundary_scalings_are_lcm_schedulers():
     assert c_skip[0] == 1 and c_out[0] == 0  # the boundary condition f(x, 0) = x
 
 
-class _InterruptingConsistency:
-    stop_at = 2
-
-    def compute_loss(self, modules, batch, generator, accelerator):
-        if self.stop_at == 0:
-            raise _Interrupted
-        self.stop_at -= 1
-        return super().compute_loss(modules, batch, generator, accelerator)
-
-
 def test_consistency_distillation_resumes_exactly_and_makes_a_few_step_editor(toy, tiny_pipeline_dir, tmp_path):
     from instructedit import Editor, EditRequest
     from instructedit.training.consistency import ConsistencySettings, LatentConsistencyTask
 
-    class Interrupting(_InterruptingConsistency, LatentConsistencyTask):
+    class Interrupting(_Interrupting, LatentConsistencyTask):
         pass
 
     teacher = tiny_pipeline_dir("ip2p", "v_prediction")

@@ -77,6 +77,5 @@ def with_lora(components: Components, source: str, scale: float = 1.0, weight_na
     pipe.unload_lora_weights()
     for module in (unet, text_encoder):
         module.eval().requires_grad_(False)
-    lora_components = dataclasses.replace(components, unet=unet, text_encoder=text_encoder,
-                                          name=lora_name(components.name, source, scale))
-    return lora_components
+    return dataclasses.replace(components, unet=unet, text_encoder=text_encoder,
+                               name=lora_name(components.name, source, scale))
