@@ -99,12 +99,11 @@ def edit(
                                                   "model id/folder. Default: captions of the edited entity only; "
                                                   "--source always wins.")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar over the denoising steps.")] = True,
-    offload: Annotated[str, typer.Option(help="Large pipeline editors (kontext, qwen-edit ...) on a GPU: none, "
-                                         "model (each model on the GPU only while it runs) or sequential (each "
-                                         "layer: least memory, slowest).")] = "none",
-    vae_tiling: Annotated[bool, typer.Option(help="Pipeline editors: decode large images tile by tile.")] = False,
-    vae_slicing: Annotated[bool, typer.Option(help="Pipeline editors: decode one image at a time.")] = False,
-    attention_slicing: Annotated[bool, typer.Option(help="Pipeline editors: attention in slices.")] = False,
+    offload: Annotated[str, typer.Option(help="On a GPU: none, model (each model on the GPU only while it runs) "
+                                         "or sequential (each layer: least memory, slowest).")] = "none",
+    vae_tiling: Annotated[bool, typer.Option(help="Encode and decode large images tile by tile.")] = False,
+    vae_slicing: Annotated[bool, typer.Option(help="Decode a batch one image at a time.")] = False,
+    attention_slicing: Annotated[bool, typer.Option(help="Compute attention in slices (less memory).")] = False,
     quantization: Annotated[str, typer.Option(help="Pipeline editors: store the transformer in 4/8 bits: none, "
                                               "bnb-4bit, bnb-8bit (bitsandbytes) or torchao-int8.")] = "none",
     gguf_file: Annotated[str | None, typer.Option(help="Pipeline editors: a GGUF file (path or URL) of quantised "
@@ -142,7 +141,7 @@ def edit(
 
             transformers.utils.logging.disable_progress_bar()
             diffusers.utils.logging.disable_progress_bar()
-        from .engine.pipelines import MemoryOptions
+        from .engine.memory import MemoryOptions
         from .instructions.llm import planner_from_url
 
         memory = MemoryOptions(offload=offload, vae_tiling=vae_tiling, vae_slicing=vae_slicing,

@@ -54,9 +54,10 @@ class Editor:
     caption; without one (or when the request has its own ``source``) the plan's local captions are used.
     ``cache_bytes`` bounds the :class:`~instructedit.engine.cache.EditCache` of results later edits of the same
     image reuse (DDIM inversions: a sweep of strengths inverts once); 0 turns it off. Outputs are the same either
-    way. ``memory`` (:class:`~instructedit.engine.pipelines.MemoryOptions`: offload, VAE tiling, quantised
-    weights ...) applies to the methods that wrap a whole diffusers pipeline (Kontext, Qwen-Image-Edit ...), which
-    on CUDA run in bfloat16 unless ``dtype`` is given.
+    way. ``memory`` (:class:`~instructedit.engine.memory.MemoryOptions`: model or sequential CPU offload, VAE
+    tiling and slicing, attention slicing) applies to every method, its quantised weights to the methods that wrap
+    a whole diffusers pipeline (Kontext, Qwen-Image-Edit ...), which on CUDA run in bfloat16 unless ``dtype`` is
+    given (``dtype="bfloat16"`` also speeds up the Stable-Diffusion-style methods on a CPU).
     """
 
     def __init__(
@@ -66,7 +67,8 @@ class Editor:
         captioner=None, cache_bytes: int = 512 * 2**20, memory=None,
     ) -> None:
         from .engine.cache import EditCache
-        from .engine.pipelines import MemoryOptions, PipelineCache
+        from .engine.memory import MemoryOptions
+        from .engine.pipelines import PipelineCache
 
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
@@ -146,7 +148,7 @@ class Editor:
     def load(self, name: str, lora: str | None = None, lora_scale: float = 1.0) -> Components:
         """The components of model ``name``, loaded on first use; with ``lora`` (hub id, folder or file), a copy
         with that LoRA fused in at ``lora_scale`` (see :mod:`instructedit.engine.lora`)."""
-        return self._models.get(name, self.device, self.dtype, lora, lora_scale)
+        return self._models.get(name, self.device, self.dtype, lora, lora_scale, self.memory)
 
     def _prompts(self, components: Components) -> PromptEncoder:
         key = id(components.text_encoder)
@@ -423,6 +425,7 @@ class Editor:
                 "produced" if output.produced_mask else (mask_source or "user")),
             device=str(components.device), dtype=str(components.dtype).removeprefix("torch."), version=__version__,
             lora=request.lora, lora_scale=None if request.lora is None else float(request.lora_scale),
+            memory=None if components.memory is None else components.memory.to_dict(),
         )
         return EditResult(image=edited, record=record, mask=out_mask)
 

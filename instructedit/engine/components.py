@@ -32,6 +32,8 @@ class Components:
     scheduler: Any
     name: str = "in-memory"
     defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
+    execution_device: torch.device | None = None  # set once offloaded: the weights then live on the CPU
+    memory: Any = None  # the MemoryOptions applied (engine.memory.place_components)
     _forward: TracedUNet | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
@@ -44,7 +46,7 @@ class Components:
 
     @property
     def device(self) -> torch.device:
-        return self.unet.device
+        return self.execution_device or self.unet.device
 
     @property
     def dtype(self) -> torch.dtype:
@@ -154,22 +156,34 @@ class ComponentCache:
         self._lock = threading.Lock()
 
     def get(self, name: str, device: str | torch.device | None, dtype: str | torch.dtype | None,
-            lora: str | None = None, lora_scale: float = 1.0) -> Components:
+            lora: str | None = None, lora_scale: float = 1.0, memory=None) -> Components:
         """Model ``name``'s components; with ``lora``, a copy with that LoRA fused in at ``lora_scale`` (the base
-        stays cached and untouched)."""
+        stays cached and untouched); with ``memory`` (:class:`~instructedit.engine.memory.MemoryOptions`), placed
+        and switched as it asks (offloaded models are loaded on the CPU)."""
+        from .memory import place_components
+
         resolved = resolve_device(device)
-        key = (name, str(resolved), str(resolve_dtype(dtype, resolved)))
+        offloaded = memory is not None and memory.offload != "none"
+        if offloaded and lora is not None:
+            raise InvalidModelError("a LoRA cannot yet be fused into an offloaded model: use offload='none', or fuse "
+                                    "it once and save the model (pipe.fuse_lora(); pipe.save_pretrained(DIR))",
+                                    field="offload", suggest={"offload": "none"})
+        torch_dtype = resolve_dtype(dtype, resolved)
+        key = (name, str(resolved), str(torch_dtype))
         with self._lock:
             if key not in self._items:
-                self._items[key] = load_components(name, resolved, dtype)
-            if lora is None:
-                return self._items[key]
-            from .lora import check_lora_scale, with_lora
+                self._items[key] = load_components(name, "cpu" if offloaded else resolved, torch_dtype)
+            found = self._items[key]
+            if lora is not None:
+                from .lora import check_lora_scale, with_lora
 
-            lora_key = (*key, lora, check_lora_scale(lora_scale))
-            if lora_key not in self._items:
-                self._items[lora_key] = with_lora(self._items[key], lora, lora_scale)
-            return self._items[lora_key]
+                lora_key = (*key, lora, check_lora_scale(lora_scale))
+                if lora_key not in self._items:
+                    self._items[lora_key] = with_lora(found, lora, lora_scale)
+                found = self._items[lora_key]
+            if memory is not None:
+                place_components(found, memory, resolved)
+            return found
 
     def put(self, components: Components) -> None:
         """Register components built in memory (tests, notebooks) under their ``name``."""

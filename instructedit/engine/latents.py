@@ -7,6 +7,7 @@ import torch
 from PIL import Image
 
 from ..errors import NumericalError
+from .memory import execution_device
 
 
 def image_to_tensor(image: Image.Image, value_range: tuple[float, float] = (-1.0, 1.0)) -> torch.Tensor:
@@ -47,7 +48,7 @@ def _scale(vae, latents: torch.Tensor) -> torch.Tensor:
 
 def encode_distribution(vae, pixels: torch.Tensor):
     """The VAE posterior of ``pixels`` (a ``DiagonalGaussianDistribution``)."""
-    return vae.encode(pixels.to(vae.device, vae.dtype)).latent_dist
+    return vae.encode(pixels.to(execution_device(vae), vae.dtype)).latent_dist
 
 
 def sample_latents(distribution, generator: torch.Generator | None, vae, repeats: int = 1) -> torch.Tensor:

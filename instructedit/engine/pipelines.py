@@ -12,7 +12,7 @@ import hashlib
 import json
 import re
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,47 +20,7 @@ import torch
 
 from ..errors import InvalidModelError, ModelNotFoundError
 from ..hub import load_pretrained, looks_like_local_path
-
-OFFLOAD_MODES = ("none", "model", "sequential")
-QUANTIZATIONS = ("none", "bnb-4bit", "bnb-8bit", "torchao-int8")
-
-
-@dataclass(frozen=True)
-class MemoryOptions:
-    """How a large pipeline is placed and stored, as diffusers' memory guide offers it.
-
-    ``offload``: ``"model"`` moves each model to the GPU only while it runs (``enable_model_cpu_offload``),
-    ``"sequential"`` each layer (``enable_sequential_cpu_offload``: least memory, slowest). ``vae_tiling`` and
-    ``vae_slicing`` decode large images tile by tile / batch item by item; ``attention_slicing`` computes attention
-    in slices. ``quantization`` stores the denoiser's weights in 4 or 8 bits (bitsandbytes) or int8 (torchao);
-    ``gguf_file`` (a path or URL of a GGUF single file) replaces the denoiser with quantised weights read by
-    ``from_single_file``. All default off: outputs equal the pipeline called plainly.
-    """
-
-    offload: str = "none"
-    vae_tiling: bool = False
-    vae_slicing: bool = False
-    attention_slicing: bool = False
-    quantization: str = "none"
-    gguf_file: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.offload not in OFFLOAD_MODES:
-            raise InvalidModelError(f"offload={self.offload!r}: use one of {', '.join(OFFLOAD_MODES)}",
-                                    field="offload", suggest={"offload": "model"})
-        if self.quantization not in QUANTIZATIONS:
-            raise InvalidModelError(f"quantization={self.quantization!r}: use one of {', '.join(QUANTIZATIONS)}",
-                                    field="quantization", suggest={"quantization": "none"})
-        if self.gguf_file and self.quantization != "none":
-            raise InvalidModelError("give either quantization or gguf_file: a GGUF file is already quantised",
-                                    field="quantization", suggest={"quantization": "none"})
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @property
-    def key(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
+from .memory import OFFLOAD_MODES, QUANTIZATIONS, MemoryOptions, require_cuda  # noqa: F401 - re-exported
 
 
 def pipeline_config(name: str) -> dict[str, Any]:
@@ -218,16 +178,11 @@ def _gguf_denoiser(gguf_file: str, config: dict[str, Any], denoiser_name: str, n
 
 def place(pipe, device: torch.device, memory: MemoryOptions) -> None:
     """Put ``pipe`` on ``device`` the way ``memory`` asks (offload needs a CUDA device)."""
-    if memory.offload != "none":
-        if device.type != "cuda":
-            raise InvalidModelError(
-                f"offload='{memory.offload}' moves models between CPU and GPU, but the device is {device.type}: "
-                "use offload='none' on CPU", field="offload", suggest={"offload": "none"},
-            )
-        if memory.offload == "model":
-            pipe.enable_model_cpu_offload(device=device)
-        else:
-            pipe.enable_sequential_cpu_offload(device=device)
+    require_cuda(memory, device)
+    if memory.offload == "model":
+        pipe.enable_model_cpu_offload(device=device)
+    elif memory.offload == "sequential":
+        pipe.enable_sequential_cpu_offload(device=device)
     else:
         pipe.to(device)
     vae = getattr(pipe, "vae", None)

@@ -8,6 +8,8 @@ from collections import OrderedDict
 
 import torch
 
+from .memory import execution_device
+
 logger = logging.getLogger(__name__)
 
 
@@ -17,7 +19,7 @@ def encode_text(tokenizer, text_encoder, text: str) -> torch.Tensor:
     tokens = tokenizer([text], padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
                        return_tensors="pt")
     use_mask = getattr(text_encoder.config, "use_attention_mask", False)
-    device = text_encoder.device
+    device = execution_device(text_encoder)
     attention_mask = tokens.attention_mask.to(device) if use_mask else None
     hidden = text_encoder(tokens.input_ids.to(device), attention_mask=attention_mask)[0]
     return hidden.to(text_encoder.dtype)

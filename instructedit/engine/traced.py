@@ -126,8 +126,8 @@ class TracedUNet(torch.nn.Module):
         stack = [self._unet]
         while stack:
             module = stack.pop()
-            if module._forward_hooks or module._forward_pre_hooks:
-                return None
+            if module._forward_hooks or module._forward_pre_hooks or "_hf_hook" in module.__dict__:
+                return None  # a hook (accelerate's offloading replaces forward) would be skipped by a trace
             processor = module.__dict__.get("processor")
             if processor is not None and not _traceable(processor):
                 return None
