@@ -23,7 +23,7 @@ from instructedit.evaluation.builtin_quality import held_out_samples
 from instructedit.models.builtin import builtin_model
 
 GRID_METHODS = (("sdedit", {}), ("encode-decode", {}), ("diffedit", {}), ("p2p", {"inversion": "ddim"}),
-                ("p2p", {"inversion": "negative-prompt"}), ("p2p", {"inversion": "null-text"}))
+                ("p2p", {"inversion": "negative-prompt"}), ("p2p", {"inversion": "null-text"}), ("dac", {}))
 GRID_TYPES = ("change_colour", "replace", "change_background", "add", "remove")
 
 
